@@ -1,0 +1,3 @@
+export { metrics } from './metrics.js'
+export type { MetricsOptions } from './metrics.js'
+export * from './errors.js'

@@ -1,0 +1,5 @@
+export { startPostgres } from './postgres.js'
+export type { PostgresServer } from './postgres.js'
+export { startRedis } from './redis.js'
+export type { RedisServer } from './redis.js'
+export { MissingBinaryError } from './process.js'

@@ -1,0 +1,174 @@
+import { spawn, execFileSync } from 'node:child_process'
+import type { ChildProcess, SpawnOptions } from 'node:child_process'
+import { accessSync, constants, readdirSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { delimiter, join } from 'node:path'
+
+/** A server binary is not installed; the message says how to install it. */
+export class MissingBinaryError extends Error {
+  constructor (binary: string, howToInstall: string) {
+    super(`${binary} was not found on PATH: ${howToInstall}`)
+    this.name = 'MissingBinaryError'
+  }
+}
+
+function isExecutable (path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The first executable `name` in the given directories, then on PATH. */
+export function findBinary (name: string, preferredDirs: string[] = []): string | undefined {
+  const dirs = [...preferredDirs, ...(process.env.PATH ?? '').split(delimiter).filter(Boolean)]
+  for (const dir of dirs) {
+    const candidate = join(dir, name)
+    if (isExecutable(candidate)) return candidate
+  }
+  return undefined
+}
+
+/** Debian-style versioned install directories, newest version first. */
+export function versionedDirs (root: string, suffix: string): string[] {
+  try {
+    return readdirSync(root)
+      .filter((entry) => /^\d+$/.test(entry))
+      .sort((a, b) => Number(b) - Number(a))
+      .map((version) => join(root, version, suffix))
+  } catch {
+    return []
+  }
+}
+
+/** Asks the kernel for a free loopback TCP port. */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** uid/gid of a system account, for dropping root privileges (initdb refuses root). */
+export function systemAccount (name: string): { uid: number, gid: number } {
+  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim())
+  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim())
+  return { uid, gid }
+}
+
+/**
+ * Every server process started by this module, killed with SIGKILL (and its
+ * folder removed) if the process exits without stopping it, so no server is
+ * ever left behind by a crash or an interrupted run.
+ */
+const live = new Map<ChildProcess, string>()
+let exitHookInstalled = false
+
+function installExitHook (): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on('exit', () => {
+    for (const [child, dir] of live) {
+      try { child.kill('SIGKILL') } catch {}
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    // Only when nobody else handles the signal: then we run the exit hook and
+    // die of the same signal, as the default behaviour would.
+    if (process.listenerCount(signal) > 0) continue
+    process.once(signal, () => {
+      process.exitCode = 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)
+      process.exit()
+    })
+  }
+}
+
+/** A server process we own: output kept for error messages, stopped exactly once. */
+export class ServerProcess {
+  readonly child: ChildProcess
+  readonly name: string
+  readonly dir: string
+  private output = ''
+  private readonly exited: Promise<void>
+  private stopping: Promise<void> | undefined
+
+  constructor (name: string, command: string, args: string[], dir: string, options: SpawnOptions = {}) {
+    installExitHook()
+    this.name = name
+    this.dir = dir
+    this.child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] })
+    live.set(this.child, dir)
+    const keep = (chunk: Buffer): void => { this.output = (this.output + chunk.toString()).slice(-8000) }
+    this.child.stdout?.on('data', keep)
+    this.child.stderr?.on('data', keep)
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', () => {
+        live.delete(this.child)
+        resolve()
+      })
+      this.child.once('error', (error) => {
+        this.output += `\n${error.message}`
+        live.delete(this.child)
+        resolve()
+      })
+    })
+  }
+
+  get pid (): number {
+    return this.child.pid ?? -1
+  }
+
+  get hasExited (): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null || !live.has(this.child)
+  }
+
+  /** The last lines the server printed, for error messages. */
+  get log (): string {
+    return this.output.trim()
+  }
+
+  /** Polls `check` until it succeeds; fails early with the server's log if the server dies. */
+  async waitUntilReady (check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      if (this.hasExited) throw new Error(`${this.name} exited during start-up:\n${this.log}`)
+      if (await check()) return
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    throw new Error(`${this.name} did not become ready within ${timeoutMs} ms:\n${this.log}`)
+  }
+
+  /** Freezes the server (SIGSTOP): connections stay open, nothing answers. */
+  pause (): void {
+    this.child.kill('SIGSTOP')
+  }
+
+  /** Undoes `pause()`. */
+  resume (): void {
+    this.child.kill('SIGCONT')
+  }
+
+  /** Stops the server with `signal`, escalating to SIGKILL, then removes its folder. Idempotent. */
+  async stop (signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
+    this.stopping ??= (async () => {
+      if (!this.hasExited) {
+        this.child.kill('SIGCONT')
+        this.child.kill(signal)
+        const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs)
+        await this.exited
+        clearTimeout(timer)
+      }
+      rmSync(this.dir, { recursive: true, force: true })
+    })()
+    await this.stopping
+  }
+}

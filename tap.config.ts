@@ -1,0 +1,119 @@
+/**
+ * The one place where the test run is configured, and what `npm test` runs
+ * (`tsx tap.config.ts [extra tap arguments]`). tap does not read this file by
+ * itself, so it is a small launcher:
+ *
+ * 1. starts a throwaway PostgreSQL and a throwaway Redis on free loopback ports,
+ *    each in its own temporary folder (see local-services/);
+ * 2. runs tap with the settings below, handing the servers' URLs to the tests
+ *    in RESILIENCE_TEST_DATABASE_URL and RESILIENCE_TEST_REDIS_URL;
+ * 3. stops both servers whatever happens: tests pass or fail, Ctrl-C (SIGINT),
+ *    SIGTERM, or a crash of this launcher; then exits with tap's exit code.
+ */
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { MissingBinaryError, startPostgres, startRedis } from './local-services/index.js'
+import type { PostgresServer, RedisServer } from './local-services/index.js'
+
+/** The tap settings of this project, turned into tap command-line flags. */
+export interface TestRunConfig {
+  /** Test files (globs). */
+  include: string[]
+  /** Type-check every test file, not only transpile it. */
+  typecheck: boolean
+  /** Seconds before a test file is killed. */
+  timeout: number
+  /** Test files run at once. */
+  jobs: number
+  /**
+   * Files not held to tap's 100 % coverage requirement (globs). Everything
+   * else that the tests load, i.e. all of plugins/, must be fully covered.
+   */
+  coverageExclude: string[]
+  /** Coverage report printed at the end. */
+  coverageReport: string
+}
+
+export const config: TestRunConfig = {
+  include: ['test/**/*.test.ts'],
+  typecheck: true,
+  timeout: 120,
+  jobs: 2,
+  coverageExclude: [
+    'example-app/**', // the demo service: exercised by its own tests, not part of the published library
+    'local-services/**', // test infrastructure that starts PostgreSQL and Redis
+    'test/**', // tests and their fixtures
+    'bench/**', // benchmarks are measured, not tested
+    'tap.config.ts' // this launcher
+  ],
+  coverageReport: 'text'
+}
+
+export function tapArguments (run: TestRunConfig, extra: string[]): string[] {
+  const args = [
+    `--timeout=${run.timeout}`,
+    `--jobs=${run.jobs}`,
+    `--coverage-report=${run.coverageReport}`,
+    ...run.coverageExclude.map((glob) => `--coverage-exclude=${glob}`),
+    ...run.include.map((glob) => `--include=${glob}`)
+  ]
+  if (run.typecheck) args.push('--typecheck')
+  return [...args, ...extra]
+}
+
+async function main (): Promise<number> {
+  let postgres: PostgresServer | undefined
+  let redis: RedisServer | undefined
+  let stopping: Promise<void> | undefined
+  const stopServices = async (): Promise<void> => {
+    stopping ??= Promise.allSettled([postgres?.stop(), redis?.stop()]).then(() => {})
+    await stopping
+  }
+  let tap: ReturnType<typeof spawn> | undefined
+  const onSignal = (signal: NodeJS.Signals): void => {
+    // Let tap end its children; the servers are stopped when it exits.
+    if (tap?.exitCode === null) tap.kill(signal)
+    else void stopServices().then(() => process.exit(130))
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  try {
+    const started = await Promise.allSettled([startPostgres(), startRedis()])
+    if (started[0].status === 'fulfilled') postgres = started[0].value
+    if (started[1].status === 'fulfilled') redis = started[1].value
+    const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+    if (failure !== undefined || postgres === undefined || redis === undefined) {
+      const reason: unknown = failure?.reason
+      console.error(`Cannot start the test services: ${reason instanceof MissingBinaryError ? reason.message : String(reason)}`)
+      return 1
+    }
+    const child = spawn(process.execPath, [tapBin(), ...tapArguments(config, process.argv.slice(2))], {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        RESILIENCE_TEST_DATABASE_URL: postgres.url,
+        RESILIENCE_TEST_REDIS_URL: redis.url,
+        RESILIENCE_TEST_SERVICE_PIDS: `${postgres.process.pid},${redis.process.pid}`
+      }
+    })
+    tap = child
+    return await new Promise<number>((resolve) => {
+      child.once('error', (error) => { console.error(error); resolve(1) })
+      child.once('exit', (code, signal) => resolve(code ?? (signal !== null ? 128 + 2 : 1)))
+    })
+  } finally {
+    await stopServices()
+  }
+}
+
+function tapBin (): string {
+  return fileURLToPath(new URL('./node_modules/tap/dist/esm/run.mjs', import.meta.url))
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().then((code) => { process.exitCode = code }, (error: unknown) => {
+    console.error(error)
+    process.exitCode = 1
+  })
+}

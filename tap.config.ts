@@ -11,6 +11,7 @@
  *    SIGTERM, or a crash of this launcher; then exits with tap's exit code.
  */
 import { spawn } from 'node:child_process'
+import { constants as osConstants } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { MissingBinaryError, startPostgres, startRedis } from './local-services/index.js'
 import type { PostgresServer, RedisServer } from './local-services/index.js'
@@ -70,13 +71,22 @@ async function main (): Promise<number> {
     await stopping
   }
   let tap: ReturnType<typeof spawn> | undefined
+  let interrupted: NodeJS.Signals | undefined
   const onSignal = (signal: NodeJS.Signals): void => {
-    // Let tap end its children; the servers are stopped when it exits.
-    if (tap?.exitCode === null) tap.kill(signal)
-    else void stopServices().then(() => process.exit(130))
+    interrupted ??= signal
+    if (tap?.pid === undefined || tap.exitCode !== null || tap.signalCode !== null) {
+      void stopServices().then(() => process.exit(128 + osConstants.signals[signal]))
+      return
+    }
+    // tap and its test processes form their own process group: signal them all,
+    // since tap alone does not end a test process that is stuck. Whatever has
+    // not ended after the grace period is killed; the servers stop after that.
+    signalGroup(tap.pid, signal)
+    setTimeout(() => { if (tap?.pid !== undefined) signalGroup(tap.pid, 'SIGKILL') }, 5000).unref()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  process.on('SIGHUP', onSignal)
 
   try {
     const started = await Promise.allSettled([startPostgres(), startRedis()])
@@ -90,6 +100,7 @@ async function main (): Promise<number> {
     }
     const child = spawn(process.execPath, [tapBin(), ...tapArguments(config, process.argv.slice(2))], {
       stdio: 'inherit',
+      detached: true,
       env: {
         ...process.env,
         RESILIENCE_TEST_DATABASE_URL: postgres.url,
@@ -100,10 +111,21 @@ async function main (): Promise<number> {
     tap = child
     return await new Promise<number>((resolve) => {
       child.once('error', (error) => { console.error(error); resolve(1) })
-      child.once('exit', (code, signal) => resolve(code ?? (signal !== null ? 128 + 2 : 1)))
+      child.once('exit', (code, signal) => {
+        const ended = interrupted ?? signal
+        resolve(ended !== null && ended !== undefined ? 128 + osConstants.signals[ended] : code ?? 1)
+      })
     })
   } finally {
     await stopServices()
+  }
+}
+
+function signalGroup (leaderPid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-leaderPid, signal)
+  } catch {
+    // The group is already gone.
   }
 }
 

@@ -1,6 +1,6 @@
-import { spawn, execFileSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
-import { accessSync, constants, readdirSync, rmSync } from 'node:fs'
+import { accessSync, constants, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
 
@@ -59,9 +59,12 @@ export async function freePort (): Promise<number> {
 
 /** uid/gid of a system account, for dropping root privileges (initdb refuses root). */
 export function systemAccount (name: string): { uid: number, gid: number } {
-  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim())
-  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim())
-  return { uid, gid }
+  const entry = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith(`${name}:`))
+  if (entry === undefined) {
+    throw new Error(`there is no "${name}" system user to run the server as (running as root); create it (Debian: apt-get install postgresql creates it)`)
+  }
+  const [, , uid, gid] = entry.split(':')
+  return { uid: Number(uid), gid: Number(gid) }
 }
 
 /**

@@ -35,41 +35,33 @@ export const TimeoutError = createError<'FST_RESILIENCE_TIMEOUT', 503, [timeoutM
 export const UnauthorizedError = createError<'FST_RESILIENCE_UNAUTHORIZED', 401, []>(
   'FST_RESILIENCE_UNAUTHORIZED', 'missing or invalid bearer token', 401)
 
-/** Instance types of the errors above. */
-export type CircuitOpenError = InstanceType<typeof CircuitOpenError>
-export type RetryExhaustedError = InstanceType<typeof RetryExhaustedError>
-export type FeatureDisabledError = InstanceType<typeof FeatureDisabledError>
-export type OverloadedError = InstanceType<typeof OverloadedError>
-export type TimeoutError = InstanceType<typeof TimeoutError>
-export type UnauthorizedError = InstanceType<typeof UnauthorizedError>
-
 /** True for `FST_RESILIENCE_CIRCUIT_OPEN` errors, from any copy of this package. */
-export function isCircuitOpenError (error: unknown): error is CircuitOpenError {
+export function isCircuitOpenError (error: unknown): error is InstanceType<typeof CircuitOpenError> {
   return error instanceof CircuitOpenError
 }
 
 /** True for `FST_RESILIENCE_RETRY_EXHAUSTED` errors, from any copy of this package. */
-export function isRetryExhaustedError (error: unknown): error is RetryExhaustedError {
+export function isRetryExhaustedError (error: unknown): error is InstanceType<typeof RetryExhaustedError> {
   return error instanceof RetryExhaustedError
 }
 
 /** True for `FST_RESILIENCE_FEATURE_DISABLED` errors, from any copy of this package. */
-export function isFeatureDisabledError (error: unknown): error is FeatureDisabledError {
+export function isFeatureDisabledError (error: unknown): error is InstanceType<typeof FeatureDisabledError> {
   return error instanceof FeatureDisabledError
 }
 
 /** True for `FST_RESILIENCE_OVERLOADED` errors, from any copy of this package. */
-export function isOverloadedError (error: unknown): error is OverloadedError {
+export function isOverloadedError (error: unknown): error is InstanceType<typeof OverloadedError> {
   return error instanceof OverloadedError
 }
 
 /** True for `FST_RESILIENCE_TIMEOUT` errors, from any copy of this package. */
-export function isTimeoutError (error: unknown): error is TimeoutError {
+export function isTimeoutError (error: unknown): error is InstanceType<typeof TimeoutError> {
   return error instanceof TimeoutError
 }
 
 /** True for `FST_RESILIENCE_UNAUTHORIZED` errors, from any copy of this package. */
-export function isUnauthorizedError (error: unknown): error is UnauthorizedError {
+export function isUnauthorizedError (error: unknown): error is InstanceType<typeof UnauthorizedError> {
   return error instanceof UnauthorizedError
 }
 

@@ -8,6 +8,16 @@ import { provideMetricsRegistry } from './lib/metrics-registry.js'
 import { OptionReader, isPlainObject } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * The prom-client `Registry` every fastify-resilience plugin of this app
+     * writes to. One per app, never prom-client's global default registry.
+     */
+    metricsRegistry: Registry
+  }
+}
+
 const PLUGIN = 'fastify-resilience-metrics'
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 

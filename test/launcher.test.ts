@@ -42,7 +42,7 @@ function isAlive (pid: number): boolean {
 
 async function waitForFile (path: string, exited: Promise<unknown>, deadlineMs = 90_000): Promise<void> {
   let done = false
-  void exited.then(() => { done = true })
+  exited.then(() => { done = true }, () => { done = true })
   const deadline = Date.now() + deadlineMs
   while (!existsSync(path) || readFileSync(path, 'utf8') === '') {
     if (done || Date.now() > deadline) throw new Error(`${path} was never written`)

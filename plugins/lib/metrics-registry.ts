@@ -1,16 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { CounterConfiguration, GaugeConfiguration, HistogramConfiguration, Metric } from 'prom-client'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /**
-     * The prom-client `Registry` every fastify-resilience plugin of this app
-     * writes to. One per app, never prom-client's global default registry.
-     */
-    metricsRegistry: Registry
-  }
-}
+// The `app.metricsRegistry` decorator type is declared next to the metrics plugin.
+import type {} from '../metrics.js'
 
 /** The metric name prefix chosen for each registry (see the metrics plugin's `prefix`). */
 const prefixes = new WeakMap<Registry, string>()

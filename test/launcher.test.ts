@@ -5,8 +5,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const fixture = 'test/fixtures/launcher/report-services.ts'
+const launcher = fileURLToPath(new URL('../tap.config.ts', import.meta.url))
+// The fixture folder has its own package.json, so the nested tap run takes it as
+// its project root and keeps its own .tap/ folder: tap empties .tap/coverage at
+// start, which would otherwise wipe the coverage data of this outer run.
+const fixtureRoot = fileURLToPath(new URL('./fixtures/launcher/', import.meta.url))
 
 /** Our environment without what the outer tap run injected, so the nested run is a clean one. */
 function cleanEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -19,8 +22,8 @@ function cleanEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 function launch (env: Record<string, string>): { child: ReturnType<typeof spawn>, output: () => string, exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'tap.config.ts', fixture, '--disable-coverage', '--reporter=tap'], {
-    cwd: root,
+  const child = spawn(process.execPath, ['--import', 'tsx', launcher, 'report-services.ts', '--disable-coverage', '--reporter=tap'], {
+    cwd: fixtureRoot,
     env: cleanEnv(env),
     stdio: ['ignore', 'pipe', 'pipe']
   })

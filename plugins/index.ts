@@ -1,3 +1,5 @@
 export { metrics } from './metrics.js'
 export type { MetricsOptions } from './metrics.js'
 export * from './errors.js'
+export { breaker, isServerFailure, Breaker } from './breaker.js'
+export type { BreakerOptions, BreakerPluginOptions, BreakerAccessor, BreakerSnapshot, BreakerState, CallResult, CallContext } from './breaker.js'

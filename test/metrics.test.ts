@@ -1,10 +1,10 @@
-import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import { register as globalRegistry, Registry } from 'prom-client'
 import { test } from 'tap'
 import { metrics } from '../plugins/index.js'
 import { counter, gauge, histogram, useMetricsRegistry } from '../plugins/lib/metrics-registry.js'
+import { captureLogs } from './fixtures/logs.js'
 import { promtoolCheck } from './fixtures/promtool.js'
 import { uniqueName } from './fixtures/services.js'
 
@@ -107,13 +107,7 @@ test('with a token, the endpoint answers 401 without or with a wrong token and 2
 })
 
 test('a scrape writes no log line while other routes still log', async (t) => {
-  const lines: Array<{ msg?: string, req?: { url?: string }, res?: unknown }> = []
-  const stream = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      lines.push(JSON.parse(chunk.toString()))
-      callback()
-    }
-  })
+  const { stream, lines } = captureLogs()
   const app = Fastify({ logger: { level: 'info', stream } })
   t.teardown(() => app.close())
   await app.register(metrics)

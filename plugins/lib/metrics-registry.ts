@@ -70,3 +70,31 @@ export function gauge<L extends string> (registry: Registry, name: string, confi
 export function histogram<L extends string> (registry: Registry, name: string, config: Config<HistogramConfiguration<L>>): Histogram<L> {
   return getOrCreate(registry, name, Histogram, (fullName) => new Histogram<L>({ ...config, name: fullName, registers: [registry] })) as Histogram<L>
 }
+
+type GaugeSource<L extends string> = (gauge: Gauge<L>) => void
+const gaugeSources = new WeakMap<Gauge, Set<GaugeSource<string>>>()
+
+/**
+ * A gauge whose values are computed at scrape time by `source` (prom-client's
+ * `collect`), so it is always current without a timer. Several apps sharing one
+ * user-supplied registry each add their own source. Returns a function that
+ * removes the source (call it in `onClose`).
+ */
+export function collectedGauge<L extends string> (registry: Registry, name: string, config: Config<GaugeConfiguration<L>>, source: GaugeSource<L>): () => void {
+  const fresh = new Set<GaugeSource<string>>()
+  const metric = gauge<L>(registry, name, {
+    ...config,
+    collect () {
+      for (const collect of fresh) collect(this as Gauge)
+    }
+  }) as Gauge
+  let sources = gaugeSources.get(metric)
+  if (sources === undefined) {
+    // Created just now, with `fresh` as its collector's list.
+    sources = fresh
+    gaugeSources.set(metric, sources)
+  }
+  const added = sources
+  added.add(source as GaugeSource<string>)
+  return () => { added.delete(source as GaugeSource<string>) }
+}

@@ -1,0 +1,212 @@
+import type { FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
+import { Breaker } from './lib/circuit.js'
+import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/circuit.js'
+import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics-registry.js'
+import { OptionReader } from './lib/options.js'
+import { registerOnce } from './lib/register-once.js'
+
+export { Breaker } from './lib/circuit.js'
+export type { BreakerSnapshot, BreakerState, CallResult } from './lib/circuit.js'
+export type { CallContext } from './lib/timeout.js'
+
+const PLUGIN = 'fastify-resilience-breaker'
+
+/** Settings of one circuit breaker. Defaults are the Go template's (gobreaker) behaviour. */
+export interface BreakerOptions {
+  /**
+   * Share of failed calls in the window that opens the circuit (0 < ratio <= 1).
+   * @default 0.6
+   */
+  failureRatio?: number
+  /**
+   * Calls the window must hold before the ratio is judged.
+   * @default 3
+   */
+  minimumCalls?: number
+  /**
+   * Length of the counting window; counts start afresh with the first call
+   * after a window has passed (gobreaker's `Interval`).
+   * @default 10000
+   */
+  windowMs?: number
+  /**
+   * How long the circuit stays open before trial calls go through: a number of
+   * milliseconds, or a cockatiel backoff (e.g. `new ExponentialBackoff(...)`)
+   * for a delay that grows each time the circuit re-opens.
+   * @default 30000
+   */
+  halfOpenAfterMs?: number | IBackoffFactory<IHalfOpenAfterBackoffContext>
+  /**
+   * Trial calls let through while half-open; further calls are refused at
+   * once. All succeeding closes the circuit; one failing re-opens it.
+   * @default 3
+   */
+  halfOpenMaxCalls?: number
+  /**
+   * Cut each call after this many milliseconds: it rejects with
+   * `FST_RESILIENCE_TIMEOUT`, counts as a failure, and its `signal` aborts.
+   * @default undefined (no timeout)
+   */
+  timeoutMs?: number
+  /**
+   * Whether an error counts as a failure of the dependency. Should be pure (it
+   * may be asked twice per error).
+   * @default errors with a `statusCode` (or `status`) below 500 do not count; all others do
+   */
+  isFailure?: FailurePredicate
+}
+
+/** Options of the breaker plugin. */
+export interface BreakerPluginOptions {
+  /** Defaults for every breaker of this app, merged under each breaker's own options. */
+  defaults?: BreakerOptions
+}
+
+/** `app.breaker`: get-or-create a named breaker; `app.breaker.list()` returns them all. */
+export interface BreakerAccessor {
+  /**
+   * The breaker called `name`, created on first use with `options` over the
+   * plugin defaults. Asking again returns the same breaker; asking with
+   * options that differ from the existing breaker's throws.
+   */
+  (name: string, options?: BreakerOptions): Breaker
+  /** Every breaker of this app, in creation order. */
+  list: () => Breaker[]
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Named circuit breakers (fastify-resilience-breaker). */
+    breaker: BreakerAccessor
+  }
+}
+
+const BREAKER_OPTION_KEYS = ['failureRatio', 'minimumCalls', 'windowMs', 'halfOpenAfterMs', 'halfOpenMaxCalls', 'timeoutMs', 'isFailure'] as const
+const BREAKER_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
+
+/** Default `isFailure`: client-type errors (status below 500) are not the dependency's fault. */
+export function isServerFailure (error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return true
+  const { statusCode, status } = error as { statusCode?: unknown, status?: unknown }
+  const code = typeof statusCode === 'number' ? statusCode : status
+  return !(typeof code === 'number' && code < 500)
+}
+
+const DEFAULTS: ResolvedBreakerOptions = {
+  failureRatio: 0.6,
+  minimumCalls: 3,
+  windowMs: 10_000,
+  halfOpenAfterMs: 30_000,
+  halfOpenMaxCalls: 3,
+  timeoutMs: undefined,
+  isFailure: isServerFailure
+}
+
+function isBackoffFactory (value: unknown): value is IBackoffFactory<IHalfOpenAfterBackoffContext> {
+  return typeof value === 'object' && value !== null && typeof (value as { next?: unknown }).next === 'function'
+}
+
+/**
+ * Validates breaker options (`option` names where they came from, e.g.
+ * `defaults` or `breaker("database")`) and resolves them over `base`.
+ */
+export function resolveBreakerOptions (read: OptionReader, option: string, raw: unknown, base: ResolvedBreakerOptions = DEFAULTS): ResolvedBreakerOptions {
+  const opts = read.object<BreakerOptions>(option, raw, BREAKER_OPTION_KEYS)
+  const at = (key: string): string => `${option}.${key}`
+  const halfOpenAfter = opts.halfOpenAfterMs
+  if (halfOpenAfter !== undefined && !isBackoffFactory(halfOpenAfter) && !(typeof halfOpenAfter === 'number' && Number.isFinite(halfOpenAfter) && halfOpenAfter > 0)) {
+    throw read.fail(at('halfOpenAfterMs'), 'a positive number of milliseconds or a cockatiel backoff', halfOpenAfter)
+  }
+  const failureRatio = read.number(at('failureRatio'), opts.failureRatio, base.failureRatio, { min: 0, max: 1 })
+  if (failureRatio === 0) throw read.fail(at('failureRatio'), 'a number above 0 and at most 1', failureRatio)
+  return {
+    failureRatio,
+    minimumCalls: read.number(at('minimumCalls'), opts.minimumCalls, base.minimumCalls, { min: 1, integer: true }),
+    windowMs: read.number(at('windowMs'), opts.windowMs, base.windowMs, { min: 1 }),
+    halfOpenAfterMs: halfOpenAfter ?? base.halfOpenAfterMs,
+    halfOpenMaxCalls: read.number(at('halfOpenMaxCalls'), opts.halfOpenMaxCalls, base.halfOpenMaxCalls, { min: 1, integer: true }),
+    timeoutMs: opts.timeoutMs === undefined ? base.timeoutMs : read.number(at('timeoutMs'), opts.timeoutMs, 0, { min: 1 }),
+    isFailure: read.function(at('isFailure'), opts.isFailure, base.isFailure)
+  }
+}
+
+function firstDifference (a: ResolvedBreakerOptions, b: ResolvedBreakerOptions): string | undefined {
+  return BREAKER_OPTION_KEYS.find((key) => a[key] !== b[key])
+}
+
+const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, isolated: 1, 'half-open': 2 }
+
+const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawOptions) => {
+  const read = new OptionReader(PLUGIN)
+  const opts = read.object<BreakerPluginOptions>('options', rawOptions, ['defaults'])
+  const defaults = resolveBreakerOptions(read, 'defaults', opts.defaults)
+  registerOnce(app, PLUGIN)
+
+  const registry = useMetricsRegistry(app)
+  const calls = counter(registry, 'circuit_breaker_calls_total', {
+    help: 'Calls through each circuit breaker, by result (success, failure, rejected).',
+    labelNames: ['name', 'result']
+  })
+  const breakers = new Map<string, Breaker>()
+  // The gauge is computed at scrape time, so it says half-open as soon as the
+  // open period is over, with no timer running.
+  const stopCollecting = collectedGauge(registry, 'circuit_breaker_state', {
+    help: 'State of each circuit breaker: 0 closed, 1 open (or isolated), 2 half-open.',
+    labelNames: ['name']
+  }, (gauge) => {
+    for (const breaker of breakers.values()) gauge.set({ name: breaker.name }, STATE_VALUE[breaker.state])
+  })
+
+  const observer: BreakerObserver = {
+    counted: (breaker: Breaker, result: CallResult) => calls.inc({ name: breaker.name, result }),
+    opened: (breaker, reason) => {
+      if ('isolated' in reason) app.log.warn({ breaker: breaker.name }, `circuit breaker "${breaker.name}" isolated`)
+      // Only errors are handled (never results), so the reason carries the last error.
+      else app.log.warn({ breaker: breaker.name, err: (reason as { error: unknown }).error }, `circuit breaker "${breaker.name}" opened`)
+    },
+    closed: (breaker) => app.log.info({ breaker: breaker.name }, `circuit breaker "${breaker.name}" closed`)
+  }
+
+  const accessor = ((name: string, options?: BreakerOptions): Breaker => {
+    if (typeof name !== 'string' || !BREAKER_NAME.test(name)) {
+      throw read.fail('name', 'a breaker name of 1 to 64 letters, digits, "_", ".", ":" or "-"', name)
+    }
+    const existing = breakers.get(name)
+    if (existing !== undefined && options === undefined) return existing
+    const resolved = resolveBreakerOptions(read, `breaker("${name}")`, options, defaults)
+    if (existing !== undefined) {
+      const differing = firstDifference(existing.options, resolved)
+      if (differing !== undefined) {
+        throw new TypeError(`${PLUGIN}: breaker "${name}" already exists with another "${differing}"; use the same options or another name`)
+      }
+      return existing
+    }
+    const breaker = new Breaker(name, resolved, observer)
+    breakers.set(name, breaker)
+    return breaker
+  }) as BreakerAccessor
+  accessor.list = () => [...breakers.values()]
+  app.decorate('breaker', accessor)
+
+  app.addHook('onClose', async () => {
+    stopCollecting()
+    for (const breaker of breakers.values()) breaker.dispose()
+  })
+}
+
+/**
+ * Named circuit breakers with the Go template's defaults: open when, within
+ * 10 s, at least 3 calls were made and at least 60 % failed; half-open after
+ * 30 s; at most 3 trial calls, further ones refused at once.
+ *
+ * @example
+ * ```ts
+ * await app.register(breaker, { defaults: { timeoutMs: 2000 } })
+ * const player = await app.breaker('database')
+ *   .execute(({ signal }) => app.pg.query({ text: 'SELECT ...', values: [id], signal }))
+ * ```
+ */
+export const breaker = fp(breakerPlugin, { fastify: '5.x', name: PLUGIN })
+export default breaker

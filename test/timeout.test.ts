@@ -1,0 +1,39 @@
+import { test } from 'tap'
+import { isTimeoutError } from '../plugins/errors.js'
+import { callWithTimeout } from '../plugins/lib/timeout.js'
+import { useFakeClock } from './fixtures/clock.js'
+
+test('without timeoutMs the function gets the caller\'s own signal', async (t) => {
+  const caller = new AbortController()
+  const seen = await callWithTimeout(({ signal }) => signal, caller.signal, undefined)
+  t.equal(seen, caller.signal)
+})
+
+test('a caller that aborts mid-call aborts the function\'s signal with the caller\'s reason', async (t) => {
+  const caller = new AbortController()
+  let seen: AbortSignal | undefined
+  const call = callWithTimeout(async ({ signal }) => {
+    seen = signal
+    return await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+  }, caller.signal, 60_000)
+  caller.abort(new Error('client went away'))
+  await t.rejects(call, /client went away/)
+  t.equal(seen?.aborted, true)
+})
+
+test('an already aborted caller signal arrives aborted', async (t) => {
+  const caller = new AbortController()
+  caller.abort(new Error('too late'))
+  const seen = await callWithTimeout(({ signal }) => signal, caller.signal, 60_000)
+  t.equal(seen.aborted, true)
+  t.match(seen.reason, /too late/)
+})
+
+test('the timeout rejects without waiting for a function that ignores its signal, and clears its timer on success', async (t) => {
+  const clock = useFakeClock(t)
+  const outcome = callWithTimeout(async () => await new Promise(() => {}), new AbortController().signal, 250).catch((e: unknown) => e)
+  await clock.tickAsync(250)
+  t.ok(isTimeoutError(await outcome))
+  t.equal(await callWithTimeout(async () => 'quick', new AbortController().signal, 250), 'quick')
+  t.equal(clock.countTimers(), 0, 'no timer left behind')
+})

@@ -84,7 +84,6 @@ declare module 'fastify' {
 }
 
 const BREAKER_OPTION_KEYS = ['failureRatio', 'minimumCalls', 'windowMs', 'halfOpenAfterMs', 'halfOpenMaxCalls', 'timeoutMs', 'isFailure'] as const
-const BREAKER_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
 
 /** Default `isFailure`: client-type errors (status below 500) are not the dependency's fault. */
 export function isServerFailure (error: unknown): boolean {
@@ -170,9 +169,8 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
   }
 
   const accessor = ((name: string, options?: BreakerOptions): Breaker => {
-    if (typeof name !== 'string' || !BREAKER_NAME.test(name)) {
-      throw read.fail('name', 'a breaker name of 1 to 64 letters, digits, "_", ".", ":" or "-"', name)
-    }
+    if (name === undefined) throw read.fail('name', 'a name of 1 to 64 letters, digits, "_", ".", ":" or "-"', name)
+    read.labelValue('name', name, '')
     const existing = breakers.get(name)
     if (existing !== undefined && options === undefined) return existing
     const resolved = resolveBreakerOptions(read, `breaker("${name}")`, options, defaults)

@@ -367,7 +367,8 @@ test('bad options fail with a TypeError naming the option', async (t) => {
 
   const app = await build(t)
   t.throws(() => app.breaker('db', { halfOpenMaxCalls: 0 }), { name: 'TypeError', message: /"breaker\("db"\).halfOpenMaxCalls" must be an integer >= 1 \(got 0\)/ })
-  t.throws(() => app.breaker(''), { name: 'TypeError', message: /"name" must be a breaker name of 1 to 64 letters/ })
+  t.throws(() => app.breaker(''), { name: 'TypeError', message: /"name" must be a name of 1 to 64 letters/ })
+  t.throws(() => app.breaker(undefined as unknown as string), { name: 'TypeError', message: /"name" must be a name of 1 to 64 letters.* \(got undefined\)/ })
   t.throws(() => app.breaker('player 42'), { name: 'TypeError', message: /\(got "player 42"\)/ })
 })
 

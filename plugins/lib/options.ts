@@ -25,6 +25,8 @@ export function isPlainObject (value: unknown): value is Record<string, unknown>
   return proto === Object.prototype || proto === null
 }
 
+const LABEL_VALUE = /^[A-Za-z0-9_.:-]{1,64}$/
+
 interface NumberRule {
   /** Smallest legal value, inclusive. */
   min?: number
@@ -93,6 +95,14 @@ export class OptionReader {
       throw this.fail(option, expectation, value)
     }
     return value
+  }
+
+  /**
+   * A name used as a metric label value (breaker names, operations): short and
+   * plain, so labels stay bounded and readable.
+   */
+  labelValue (option: string, value: unknown, fallback: string): string {
+    return this.string(option, value, fallback, { pattern: LABEL_VALUE, description: 'a name of 1 to 64 letters, digits, "_", ".", ":" or "-"' })
   }
 
   oneOf<const T extends string> (option: string, value: unknown, fallback: T, allowed: readonly T[]): T {

@@ -1,0 +1,133 @@
+import { handleWhen, retry } from 'cockatiel'
+import type { IBackoff, IBackoffFactory, RetryPolicy } from 'cockatiel'
+import type { Counter, Histogram, Registry } from 'prom-client'
+import { RetryExhaustedError } from '../errors.js'
+import { neverAborted, sleep, untilAborted } from './abort.js'
+import { counter, histogram } from './metrics-registry.js'
+import { RetryBudget } from './retry-budget.js'
+import type { RetryBudgetSettings } from './retry-budget.js'
+
+/** What the retried function receives. */
+export interface RetryContext {
+  /** 0 for the first call, then 1, 2, ... for each retry. */
+  attempt: number
+  /** Aborted when the caller gives up. */
+  signal: AbortSignal
+}
+
+export type RetryableFunction<T> = (context: RetryContext) => PromiseLike<T> | T
+
+/** Fully resolved settings of a retried operation (built once, reused per call). */
+export interface RetrySettings {
+  maxRetries: number
+  backoff: IBackoffFactory<unknown>
+  maxElapsedMs: number | undefined
+  isRetryable: (error: unknown) => boolean
+  operation: string
+  budget: RetryBudgetSettings | false
+  /** cockatiel's retry loop for these settings. */
+  policy: RetryPolicy
+}
+
+/** Thrown inside cockatiel's loop to end it without another attempt. */
+const stopRetrying = Symbol('stop retrying')
+
+/** Builds cockatiel's retry loop: it retries what `isRetryable` accepts, never our stop signal. */
+export function retryPolicy (maxRetries: number, isRetryable: (error: unknown) => boolean): RetryPolicy {
+  return retry(handleWhen((error) => error !== stopRetrying && isRetryable(error)), { maxAttempts: maxRetries })
+}
+
+function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
+  return a.ratio === b.ratio && a.minRetriesPerSecond === b.minRetriesPerSecond && a.windowMs === b.windowMs
+}
+
+/**
+ * Runs functions with retries for one app: cockatiel's `retry` drives the
+ * loop and the classification; delays come from a cockatiel backoff but are
+ * slept here, abortably (cockatiel's sleep ignores the signal); a per-operation
+ * retry budget and a total deadline can end the loop early.
+ */
+export class Retrier {
+  private readonly budgets = new Map<string, RetryBudget>()
+  private readonly retriesHistogram: Histogram<'operation'>
+  private readonly budgetExhausted: Counter<'operation'>
+  private readonly plugin: string
+
+  constructor (registry: Registry, plugin: string) {
+    this.plugin = plugin
+    this.retriesHistogram = histogram(registry, 'operation_retries', {
+      help: 'Retries per call of each operation (0 when the first attempt settled it).',
+      labelNames: ['operation'],
+      buckets: [0, 1, 2, 3, 5, 10]
+    })
+    this.budgetExhausted = counter(registry, 'retry_budget_exhausted_total', {
+      help: 'Calls that failed without a retry because their operation\'s retry budget was spent.',
+      labelNames: ['operation']
+    })
+  }
+
+  /** The operation's budget, created with the first settings it is used with. */
+  budgetFor (operation: string, settings: RetryBudgetSettings): RetryBudget {
+    const existing = this.budgets.get(operation)
+    if (existing === undefined) {
+      const budget = new RetryBudget(settings)
+      this.budgets.set(operation, budget)
+      return budget
+    }
+    if (!sameBudget(existing.settings, settings)) {
+      throw new TypeError(`${this.plugin}: operation "${operation}" already has a retry budget with other settings; use the same "budget" or another "operation"`)
+    }
+    return existing
+  }
+
+  async run<T>(settings: RetrySettings, fn: RetryableFunction<T>, signal: AbortSignal = neverAborted): Promise<T> {
+    signal.throwIfAborted()
+    const budget = settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget)
+    budget?.recordCall()
+    const startedAt = Date.now()
+    let backoff: IBackoff<unknown> | undefined
+    let lastError: unknown
+    let retries = 0
+    let stoppedBy: 'budget' | 'deadline' | undefined
+
+    const attempt = async ({ attempt }: { attempt: number }): Promise<T> => {
+      if (attempt > 0) {
+        backoff = backoff === undefined ? settings.backoff.next(undefined) : backoff.next(undefined)
+        if (settings.maxElapsedMs !== undefined && Date.now() - startedAt + backoff.duration > settings.maxElapsedMs) {
+          stoppedBy = 'deadline'
+          throw stopRetrying
+        }
+        if (budget !== undefined && !budget.tryRetry()) {
+          stoppedBy = 'budget'
+          throw stopRetrying
+        }
+        await sleep(backoff.duration, signal)
+        retries = attempt
+      }
+      try {
+        return await fn({ attempt, signal })
+      } catch (error) {
+        lastError = error
+        throw error
+      }
+    }
+
+    try {
+      const value = await untilAborted(settings.policy.execute(attempt, signal), signal)
+      this.retriesHistogram.observe({ operation: settings.operation }, retries)
+      return value
+    } catch (error) {
+      this.retriesHistogram.observe({ operation: settings.operation }, retries)
+      if (signal.aborted) throw error
+      if (stoppedBy === 'budget') {
+        this.budgetExhausted.inc({ operation: settings.operation })
+        throw lastError
+      }
+      if (stoppedBy === 'deadline' || (retries === settings.maxRetries && settings.isRetryable(error))) {
+        const exhausted = new RetryExhaustedError(settings.operation, retries + 1, { cause: lastError })
+        throw Object.assign(exhausted, { attempts: retries + 1 })
+      }
+      throw error
+    }
+  }
+}

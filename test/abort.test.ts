@@ -1,0 +1,33 @@
+import { test } from 'tap'
+import { sleep, untilAborted } from '../plugins/lib/abort.js'
+import { useFakeClock } from './fixtures/clock.js'
+
+test('sleep waits its time, or rejects at once on abort and releases its timer', async (t) => {
+  const clock = useFakeClock(t)
+  let done = false
+  const waiting = sleep(500, new AbortController().signal).then(() => { done = true })
+  await clock.tickAsync(499)
+  t.equal(done, false)
+  await clock.tickAsync(1)
+  await waiting
+  t.equal(done, true)
+
+  const controller = new AbortController()
+  const aborted = sleep(500, controller.signal)
+  controller.abort(new Error('stop'))
+  await t.rejects(aborted, /stop/)
+  t.equal(clock.countTimers(), 0)
+  await t.rejects(sleep(10, AbortSignal.abort(new Error('already'))), /already/)
+  await sleep(0, new AbortController().signal)
+  t.equal(clock.countTimers(), 0, 'a zero sleep sets no timer')
+})
+
+test('untilAborted settles like its promise unless the signal aborts first', async (t) => {
+  t.equal(await untilAborted(Promise.resolve('value'), new AbortController().signal), 'value')
+  await t.rejects(untilAborted(Promise.reject(new Error('own')), new AbortController().signal), /own/)
+  await t.rejects(untilAborted(Promise.reject(new Error('ignored')), AbortSignal.abort(new Error('already aborted'))), /already aborted/)
+  const controller = new AbortController()
+  const pending = untilAborted(new Promise(() => {}), controller.signal)
+  controller.abort(new Error('later'))
+  await t.rejects(pending, /later/)
+})

@@ -29,14 +29,17 @@ async function answersPing (port: number): Promise<boolean> {
   })
 }
 
-/** Starts a throwaway `redis-server` with persistence off on a free loopback port. */
-export async function startRedis (): Promise<RedisServer> {
+/**
+ * Starts a throwaway `redis-server` with persistence off on a free loopback
+ * port, or on `port` (to restart a stopped server where its clients expect it).
+ */
+export async function startRedis (options: { port?: number } = {}): Promise<RedisServer> {
   const binary = findBinary('redis-server')
   if (binary === undefined) {
     throw new MissingBinaryError('redis-server', 'install Redis (Debian: apt-get install redis-server)')
   }
   const dir = mkdtempSync(join(tmpdir(), 'resilience-redis-'))
-  const port = await freePort()
+  const port = options.port ?? await freePort()
   const server = new ServerProcess('Redis', binary, [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
     '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no'

@@ -23,6 +23,10 @@ export const RetryExhaustedError = createError<'FST_RESILIENCE_RETRY_EXHAUSTED',
 export const FeatureDisabledError = createError<'FST_RESILIENCE_FEATURE_DISABLED', 503, [flag: string]>(
   'FST_RESILIENCE_FEATURE_DISABLED', 'feature "%s" is disabled', 503)
 
+/** A flag change could not be saved because the shared flag store (Redis) is unreachable. */
+export const FlagStoreUnavailableError = createError<'FST_RESILIENCE_FLAG_STORE_UNAVAILABLE', 503, [flag: string, reason: string, options?: { cause: unknown }]>(
+  'FST_RESILIENCE_FLAG_STORE_UNAVAILABLE', 'cannot change feature "%s": the flag store is unavailable (%s)', 503)
+
 /** The load shedder refused a request. */
 export const OverloadedError = createError<'FST_RESILIENCE_OVERLOADED', 503, []>(
   'FST_RESILIENCE_OVERLOADED', 'service overloaded, try again later', 503)
@@ -48,6 +52,11 @@ export function isRetryExhaustedError (error: unknown): error is InstanceType<ty
 /** True for `FST_RESILIENCE_FEATURE_DISABLED` errors, from any copy of this package. */
 export function isFeatureDisabledError (error: unknown): error is InstanceType<typeof FeatureDisabledError> {
   return error instanceof FeatureDisabledError
+}
+
+/** True for `FST_RESILIENCE_FLAG_STORE_UNAVAILABLE` errors, from any copy of this package. */
+export function isFlagStoreUnavailableError (error: unknown): error is InstanceType<typeof FlagStoreUnavailableError> {
+  return error instanceof FlagStoreUnavailableError
 }
 
 /** True for `FST_RESILIENCE_OVERLOADED` errors, from any copy of this package. */

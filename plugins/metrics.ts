@@ -1,9 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { DefaultMetricsCollectorConfiguration, RegistryContentType } from 'prom-client'
-import { UnauthorizedError } from './errors.js'
+import { bearerTokenGuard } from './lib/bearer-token.js'
 import { provideMetricsRegistry } from './lib/metrics-registry.js'
 import { OptionReader, isPlainObject } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
@@ -55,16 +54,6 @@ export interface MetricsOptions {
 
 const KNOWN_OPTIONS = ['endpoint', 'registry', 'prefix', 'defaultMetrics', 'token'] as const
 
-/** SHA-256 both sides first so the comparison takes the same time whatever the lengths. */
-function tokenMatcher (token: string): (header: string | undefined) => boolean {
-  const expected = createHash('sha256').update(`Bearer ${token}`).digest()
-  return (header) => {
-    if (header === undefined) return false
-    const actual = createHash('sha256').update(header).digest()
-    return timingSafeEqual(actual, expected)
-  }
-}
-
 const metricsPlugin: FastifyPluginAsync<MetricsOptions> = async (app, rawOptions) => {
   const read = new OptionReader(PLUGIN)
   const opts = read.object<MetricsOptions>('options', rawOptions, KNOWN_OPTIONS)
@@ -97,22 +86,12 @@ const metricsPlugin: FastifyPluginAsync<MetricsOptions> = async (app, rawOptions
 
   if (endpoint === null) return
 
-  const isAuthorized = token === undefined ? undefined : tokenMatcher(token)
   app.route({
     method: 'GET',
     url: endpoint,
     // A scrape every few seconds must not flood the logs.
     logLevel: 'warn',
-    ...(isAuthorized === undefined
-      ? {}
-      : {
-          onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-            if (!isAuthorized(request.headers.authorization)) {
-              reply.header('www-authenticate', 'Bearer')
-              throw new UnauthorizedError()
-            }
-          }
-        }),
+    ...(token === undefined ? {} : { onRequest: bearerTokenGuard(token) }),
     handler: async (_request, reply) => {
       reply.type(registry.contentType)
       return registry.metrics()

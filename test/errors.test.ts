@@ -2,8 +2,8 @@ import createError from '@fastify/error'
 import Fastify from 'fastify'
 import { test } from 'tap'
 import {
-  CircuitOpenError, FeatureDisabledError, OverloadedError, RetryExhaustedError, TimeoutError, UnauthorizedError,
-  isCircuitOpenError, isFeatureDisabledError, isOverloadedError, isRetryExhaustedError, isTimeoutError, isUnauthorizedError,
+  CircuitOpenError, FeatureDisabledError, FlagStoreUnavailableError, OverloadedError, RetryExhaustedError, TimeoutError, UnauthorizedError,
+  isCircuitOpenError, isFeatureDisabledError, isFlagStoreUnavailableError, isOverloadedError, isRetryExhaustedError, isTimeoutError, isUnauthorizedError,
   withRetryAfter
 } from '../plugins/errors.js'
 
@@ -11,6 +11,7 @@ const errors = [
   { make: () => new CircuitOpenError('database'), guard: isCircuitOpenError, code: 'FST_RESILIENCE_CIRCUIT_OPEN', status: 503, message: 'circuit "database" is open, try again later' },
   { make: () => new RetryExhaustedError('player_lookup', 4), guard: isRetryExhaustedError, code: 'FST_RESILIENCE_RETRY_EXHAUSTED', status: 503, message: 'operation "player_lookup" failed after 4 attempts' },
   { make: () => new FeatureDisabledError('player_lookup'), guard: isFeatureDisabledError, code: 'FST_RESILIENCE_FEATURE_DISABLED', status: 503, message: 'feature "player_lookup" is disabled' },
+  { make: () => new FlagStoreUnavailableError('player_lookup', 'Redis status "reconnecting"'), guard: isFlagStoreUnavailableError, code: 'FST_RESILIENCE_FLAG_STORE_UNAVAILABLE', status: 503, message: 'cannot change feature "player_lookup": the flag store is unavailable (Redis status "reconnecting")' },
   { make: () => new OverloadedError(), guard: isOverloadedError, code: 'FST_RESILIENCE_OVERLOADED', status: 503, message: 'service overloaded, try again later' },
   { make: () => new TimeoutError(2000), guard: isTimeoutError, code: 'FST_RESILIENCE_TIMEOUT', status: 503, message: 'operation timed out after 2000 ms' },
   { make: () => new UnauthorizedError(), guard: isUnauthorizedError, code: 'FST_RESILIENCE_UNAUTHORIZED', status: 401, message: 'missing or invalid bearer token' }

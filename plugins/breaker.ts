@@ -2,12 +2,14 @@ import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { Breaker } from './lib/circuit.js'
+import { isServerFailure } from './lib/failure.js'
 import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/circuit.js'
 import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics-registry.js'
 import { OptionReader } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
 
 export { Breaker } from './lib/circuit.js'
+export { isServerFailure } from './lib/failure.js'
 export type { BreakerSnapshot, BreakerState, CallResult } from './lib/circuit.js'
 export type { CallContext } from './lib/timeout.js'
 
@@ -84,14 +86,6 @@ declare module 'fastify' {
 }
 
 const BREAKER_OPTION_KEYS = ['failureRatio', 'minimumCalls', 'windowMs', 'halfOpenAfterMs', 'halfOpenMaxCalls', 'timeoutMs', 'isFailure'] as const
-
-/** Default `isFailure`: client-type errors (status below 500) are not the dependency's fault. */
-export function isServerFailure (error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return true
-  const { statusCode, status } = error as { statusCode?: unknown, status?: unknown }
-  const code = typeof statusCode === 'number' ? statusCode : status
-  return !(typeof code === 'number' && code < 500)
-}
 
 const DEFAULTS: ResolvedBreakerOptions = {
   failureRatio: 0.6,

@@ -8,3 +8,5 @@ export type { RetryOptions, RetryPluginOptions, RetryFunction, RetryContext, Ret
 export { flags, FeatureFlags } from './flags.js'
 export type { FlagsPluginOptions, FlagsRedisOptions, FlagValue, FlagChangeListener } from './flags.js'
 export type { RouteResilienceOptions } from './lib/route-config.js'
+export { fallback } from './fallback.js'
+export type { FallbackOptions, FallbackPluginOptions, FallbackResult, FallbackTier, FallbackTimeouts, FallbackFunction, TierContext } from './fallback.js'

@@ -169,10 +169,12 @@ test('a transient fault on the real PostgreSQL (backend killed mid-query) is ret
     try {
       if (attempt === 0) {
         const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
-        const slow = client.query('SELECT pg_sleep(30)')
+        // Settled into a value at once, so its rejection is never "unhandled" while we kill the backend.
+        const slow = client.query('SELECT pg_sleep(30)').then(() => undefined, (error: unknown) => error)
         // Another connection kills this backend while its query runs.
         await app.pg.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid])
-        await slow
+        const killed = await slow
+        if (killed !== undefined) throw killed
       }
       const { rows } = await client.query<{ answer: number }>('SELECT 6 * 7 AS answer')
       client.off('error', onClientError)

@@ -10,3 +10,5 @@ export type { FlagsPluginOptions, FlagsRedisOptions, FlagValue, FlagChangeListen
 export type { RouteResilienceOptions } from './lib/route-config.js'
 export { fallback } from './fallback.js'
 export type { FallbackOptions, FallbackPluginOptions, FallbackResult, FallbackTier, FallbackTimeouts, FallbackFunction, TierContext } from './fallback.js'
+export { loadShedding } from './load-shedding.js'
+export type { LoadSheddingOptions, LoadShedding, ShedPriority, ShedReason } from './load-shedding.js'

@@ -6,6 +6,8 @@ import { bearerTokenGuard } from './lib/bearer-token.js'
 import { provideMetricsRegistry } from './lib/metrics-registry.js'
 import { OptionReader, isPlainObject } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
+// The `shed` route option's type is declared by the load shedding plugin.
+import type {} from './load-shedding.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -91,6 +93,8 @@ const metricsPlugin: FastifyPluginAsync<MetricsOptions> = async (app, rawOptions
     url: endpoint,
     // A scrape every few seconds must not flood the logs.
     logLevel: 'warn',
+    // Metrics must answer during overload.
+    config: { resilience: { shed: false } },
     ...(token === undefined ? {} : { onRequest: bearerTokenGuard(token) }),
     handler: async (_request, reply) => {
       reply.type(registry.contentType)

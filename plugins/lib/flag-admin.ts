@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { bearerTokenGuard } from './bearer-token.js'
 import type { FeatureFlags, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
+import type {} from '../load-shedding.js'
 
 /**
  * Exactly one of `enabled` or `percentage`. Written without `oneOf` because
@@ -27,9 +28,12 @@ const bodySchema = {
  */
 export function registerFlagAdmin (app: FastifyInstance, flags: FeatureFlags, token: string, prefix: string): void {
   const guard = bearerTokenGuard(token)
-  app.get(`${prefix}/flags`, { onRequest: guard }, async () => ({ defaultEnabled: flags.defaultEnabled, flags: flags.list() }))
+  // Operators must be able to switch features off during an overload.
+  const config = { resilience: { shed: { priority: 'critical' as const } } }
+  app.get(`${prefix}/flags`, { onRequest: guard, config }, async () => ({ defaultEnabled: flags.defaultEnabled, flags: flags.list() }))
   app.put<{ Params: { name: string }, Body: { enabled?: boolean, percentage?: number } }>(`${prefix}/flags/:name`, {
     onRequest: guard,
+    config,
     schema: {
       params: { type: 'object', properties: { name: { type: 'string', pattern: FLAG_NAME.source } }, required: ['name'] },
       body: bodySchema

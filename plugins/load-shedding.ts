@@ -1,0 +1,227 @@
+import { performance } from 'node:perf_hooks'
+import type { ServerResponse } from 'node:http'
+import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { OverloadedError } from './errors.js'
+import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics-registry.js'
+import { OptionReader, isPlainObject } from './lib/options.js'
+import { registerOnce } from './lib/register-once.js'
+import { routeLabel, routeResilience } from './lib/route-config.js'
+
+const PLUGIN = 'fastify-resilience-load-shedding'
+
+/** How willingly a route's requests are refused under load. */
+export type ShedPriority = 'critical' | 'normal' | 'sheddable'
+
+/** Why a request was refused: the `reason` label of `requests_shedded_total`. */
+export type ShedReason = 'concurrency' | 'priority' | 'event_loop_delay' | 'event_loop_utilization'
+
+/** Options of the load shedding plugin. */
+export interface LoadSheddingOptions {
+  /**
+   * Requests in flight at most (the Go template's limit).
+   * @default 1000
+   */
+  maxConcurrent?: number
+  /**
+   * Share of `maxConcurrent` up to which each priority is admitted: sheddable
+   * requests are refused first, critical ones keep the headroom above the others.
+   * @default { sheddable: 0.8, normal: 0.95, critical: 1 }
+   */
+  priorityShares?: Partial<Record<ShedPriority, number>>
+  /**
+   * `Retry-After` of a refusal, in seconds.
+   * @default 5
+   */
+  retryAfterSeconds?: number
+  /**
+   * Refuse non-critical requests while the event loop lags by more than this
+   * (ms), measured as how late the sampling timer fires.
+   * @default undefined (not watched)
+   */
+  maxEventLoopDelayMs?: number
+  /**
+   * Refuse non-critical requests while the event-loop utilization exceeds this (0 to 1).
+   * @default undefined (not watched)
+   */
+  maxEventLoopUtilization?: number
+  /**
+   * How often the event loop is sampled (on an unref'd timer), in milliseconds.
+   * @default 1000
+   */
+  sampleIntervalMs?: number
+}
+
+/** `app.loadShedding`. */
+export interface LoadShedding {
+  /** Requests admitted and not finished yet (routes with `shed: false` are not counted). */
+  readonly inFlight: number
+  /** `maxConcurrent`. */
+  readonly limit: number
+  /** The process-pressure reason refusing non-critical requests now, if any. */
+  readonly pressure: 'event_loop_delay' | 'event_loop_utilization' | undefined
+  /** True when a normal request would be refused now. */
+  isOverloaded: () => boolean
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Load shedding state (fastify-resilience-load-shedding). */
+    loadShedding: LoadShedding
+  }
+}
+
+declare module './lib/route-config.js' {
+  interface RouteResilienceOptions {
+    /** `{ priority }` (default `'normal'`), or `false`: never shed (health, metrics). */
+    shed?: { priority?: ShedPriority } | false
+  }
+}
+
+const PRIORITIES: readonly ShedPriority[] = ['critical', 'normal', 'sheddable']
+const DEFAULT_SHARES: Record<ShedPriority, number> = { sheddable: 0.8, normal: 0.95, critical: 1 }
+/** Where the route's priority is kept on its `config`, decided once in `onRoute`. */
+const kPriority = Symbol('fastify-resilience.shed-priority')
+
+type RoutePriority = ShedPriority | false
+
+/**
+ * Routes registered before this plugin (e.g. /metrics) were not seen by its
+ * `onRoute` hook: read their `shed` option on first use, without throwing on
+ * the hot path, and remember it.
+ */
+function priorityOfEarlierRoute (config: { resilience?: unknown, [kPriority]?: RoutePriority }): RoutePriority {
+  const shed = (config.resilience as { shed?: { priority?: unknown } | false } | undefined)?.shed
+  const priority = shed === false ? false : PRIORITIES.find((p) => p === shed?.priority) ?? 'normal'
+  config[kPriority] = priority
+  return priority
+}
+
+function routePriority (read: OptionReader, shed: unknown): RoutePriority {
+  if (shed === undefined) return 'normal'
+  if (shed === false) return false
+  if (!isPlainObject(shed)) throw read.fail('config.resilience.shed', '{ priority } or false', shed)
+  const opts = read.object<{ priority?: ShedPriority }>('config.resilience.shed', shed, ['priority'])
+  return read.oneOf('config.resilience.shed.priority', opts.priority, 'normal', PRIORITIES)
+}
+
+const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, rawOptions) => {
+  const read = new OptionReader(PLUGIN)
+  const opts = read.object<LoadSheddingOptions>('options', rawOptions,
+    ['maxConcurrent', 'priorityShares', 'retryAfterSeconds', 'maxEventLoopDelayMs', 'maxEventLoopUtilization', 'sampleIntervalMs'])
+  const limit = read.number('maxConcurrent', opts.maxConcurrent, 1000, { min: 1, integer: true })
+  const shares = read.object<Record<ShedPriority, number>>('priorityShares', opts.priorityShares, PRIORITIES)
+  const threshold = {} as Record<ShedPriority, number>
+  for (const priority of PRIORITIES) {
+    const share = read.number(`priorityShares.${priority}`, shares[priority], DEFAULT_SHARES[priority], { min: 0, max: 1 })
+    threshold[priority] = Math.floor(share * limit)
+  }
+  if (!(threshold.sheddable <= threshold.normal && threshold.normal <= threshold.critical)) {
+    throw read.fail('priorityShares', 'ordered sheddable <= normal <= critical', opts.priorityShares)
+  }
+  const retryAfter = String(read.number('retryAfterSeconds', opts.retryAfterSeconds, 5, { min: 1, integer: true }))
+  const maxDelayMs = opts.maxEventLoopDelayMs === undefined ? undefined : read.number('maxEventLoopDelayMs', opts.maxEventLoopDelayMs, 0, { min: 1 })
+  const maxUtilization = opts.maxEventLoopUtilization === undefined ? undefined : read.number('maxEventLoopUtilization', opts.maxEventLoopUtilization, 0, { min: 0, max: 1 })
+  const sampleIntervalMs = read.number('sampleIntervalMs', opts.sampleIntervalMs, 1000, { min: 10 })
+  registerOnce(app, PLUGIN)
+
+  const registry = useMetricsRegistry(app)
+  const shedded = counter(registry, 'requests_shedded_total', {
+    help: 'Requests refused by load shedding, by reason.',
+    labelNames: ['reason']
+  })
+  let inFlight = 0
+  let pressure: LoadShedding['pressure']
+  const stopCollecting = collectedGauge(registry, 'requests_in_flight', { help: 'Requests being served now.' }, (gauge) => gauge.set(inFlight))
+
+  // Sampled on an unref'd timer: the per-request cost is one comparison. The
+  // delay is how late the sampling timer itself fires: a blocked loop delays it.
+  let stopSampling = (): void => {}
+  if (maxDelayMs !== undefined || maxUtilization !== undefined) {
+    let lastTick = performance.now()
+    let lastUtilization = performance.eventLoopUtilization()
+    const timer = setInterval(() => {
+      const now = performance.now()
+      const delayMs = now - lastTick - sampleIntervalMs
+      lastTick = now
+      const utilizationNow = performance.eventLoopUtilization()
+      const utilization = performance.eventLoopUtilization(utilizationNow, lastUtilization).utilization
+      lastUtilization = utilizationNow
+      pressure = maxDelayMs !== undefined && delayMs > maxDelayMs
+        ? 'event_loop_delay'
+        : maxUtilization !== undefined && utilization > maxUtilization ? 'event_loop_utilization' : undefined
+    }, sampleIntervalMs)
+    timer.unref()
+    stopSampling = () => clearInterval(timer)
+  }
+
+  const admit = (priority: ShedPriority): ShedReason | undefined => {
+    if (inFlight >= limit) return 'concurrency'
+    if (inFlight >= threshold[priority]) return 'priority'
+    if (pressure !== undefined && priority !== 'critical') return pressure
+    return undefined
+  }
+
+  // Fastify's usual error body, built once: refusals must stay cheap under overload.
+  const refusal = new OverloadedError()
+  const refusalBody = JSON.stringify({ statusCode: 503, code: refusal.code, error: 'Service Unavailable', message: refusal.message })
+  // One shared listener, called once per response by 'close': after the reply, or when the client went away.
+  function release (this: ServerResponse): void {
+    inFlight--
+  }
+
+  const shedRequest: onRequestHookHandler = (request, reply, done) => {
+    const config = request.routeOptions.config as { [kPriority]?: RoutePriority }
+    const priority = config[kPriority] ?? priorityOfEarlierRoute(config)
+    if (priority === false) {
+      done()
+      return
+    }
+    const reason = admit(priority)
+    if (reason !== undefined) {
+      shedded.inc({ reason })
+      reply.code(503).header('retry-after', retryAfter).type('application/json; charset=utf-8').send(refusalBody)
+      return
+    }
+    inFlight++
+    reply.raw.once('close', release)
+    done()
+  }
+  app.addHook('onRequest', shedRequest)
+
+  app.addHook('onRoute', (route) => {
+    const label = routeLabel(route)
+    const resilience = routeResilience(route.config, label)
+    const priority = routePriority(new OptionReader(`${PLUGIN}: route "${label}"`), resilience?.shed)
+    route.config = { ...route.config, [kPriority]: priority } as typeof route.config
+  })
+
+  app.decorate('loadShedding', {
+    get inFlight () { return inFlight },
+    limit,
+    get pressure () { return pressure },
+    isOverloaded: () => admit('normal') !== undefined
+  } satisfies LoadShedding)
+
+  app.addHook('onClose', async () => {
+    stopSampling()
+    stopCollecting()
+  })
+}
+
+/**
+ * Sheds load in an `onRequest` hook: at most `maxConcurrent` requests in
+ * flight (1000), sheddable routes refused first and critical ones last,
+ * optionally also on event-loop pressure; a refusal is 503
+ * `FST_RESILIENCE_OVERLOADED` with `Retry-After`. Register it first, before
+ * other hooks and routes.
+ *
+ * @example
+ * ```ts
+ * await app.register(loadShedding, { maxConcurrent: 200, maxEventLoopDelayMs: 200 })
+ * app.get('/health/live', { config: { resilience: { shed: false } } }, () => 'ok')
+ * app.get('/recommendations', { config: { resilience: { shed: { priority: 'sheddable' } } } }, handler)
+ * ```
+ */
+export const loadShedding = fp(loadSheddingPlugin, { fastify: '5.x', name: PLUGIN })
+export default loadShedding

@@ -17,6 +17,15 @@ export type { RetryBudgetSettings } from './lib/retry-budget.js'
 
 const PLUGIN = 'fastify-resilience-retry'
 
+/** Where the per-route pipeline finds this app's retrier and retry defaults. */
+export const kRetryInternals = Symbol.for('fastify-resilience.retry-internals')
+
+/** What the retry plugin shares with the per-route pipeline. */
+export interface RetryInternals {
+  retrier: Retrier
+  defaults: RetryDefaults
+}
+
 /** Options of one retried call; the plugin options are their defaults. */
 export interface RetryOptions {
   /**
@@ -176,6 +185,7 @@ const retryPlugin: FastifyPluginAsync<RetryPluginOptions> = async (app, rawOptio
     return await retrier.run(retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults)), fn, signal)
   }
   app.decorate('retry', run)
+  app.decorate(kRetryInternals, { retrier, defaults } satisfies RetryInternals)
 }
 
 /**

@@ -1,0 +1,202 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import fp from 'fastify-plugin'
+import type { BreakerOptions } from './breaker.js'
+import { TimeoutError } from './errors.js'
+import type { Breaker } from './lib/circuit.js'
+import { neverAborted } from './lib/abort.js'
+import { OptionReader, isPlainObject } from './lib/options.js'
+import { registerOnce } from './lib/register-once.js'
+import type { RetrySettings } from './lib/retrier.js'
+import { RequestSignals } from './lib/request-signals.js'
+import { routeLabel, routeResilience } from './lib/route-config.js'
+import { kRetryInternals, resolveRetryDefaults, retrySettings } from './retry.js'
+import type { RetryInternals, RetryOptions } from './retry.js'
+
+const PLUGIN = 'fastify-resilience-route-policy'
+const ROUTE_KEYS = ['flag', 'shed', 'timeoutMs', 'retry', 'breaker', 'fallback'] as const
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
+
+/** A route's retry options: the retry plugin's options, plus `allowNonIdempotent`. */
+export interface RouteRetryOptions extends Omit<RetryOptions, 'signal'> {
+  /**
+   * Also retry POST and PATCH requests (only if the handler is safe to repeat).
+   * @default false
+   */
+  allowNonIdempotent?: boolean
+}
+
+/** Answers instead of an error that got through every other layer; its value is sent with 200. */
+export type RouteFallback = (request: FastifyRequest, error: unknown) => unknown
+
+declare module './lib/route-config.js' {
+  interface RouteResilienceOptions {
+    /** Deadline of each attempt in milliseconds: 503 `FST_RESILIENCE_TIMEOUT`, counted as a breaker failure. */
+    timeoutMs?: number
+    /** Retry the handler (idempotent methods only, unless `allowNonIdempotent`), or `false`. */
+    retry?: RouteRetryOptions | false
+    /** The breaker every attempt goes through: its name, or `{ name, ...options }`. */
+    breaker?: string | ({ name: string } & BreakerOptions)
+    /** Answer with this instead of the error. */
+    fallback?: RouteFallback
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Aborts when the current attempt times out or the client disconnects.
+     * Pass it to pg, ioredis or fetch so abandoned work stops. Live on routes
+     * with `timeoutMs`, `retry`, `breaker` or `fallback`; elsewhere it never aborts.
+     */
+    readonly attemptSignal: AbortSignal
+  }
+}
+
+const kSignals = Symbol('fastify-resilience.request-signals')
+type WithSignals = FastifyRequest & { [kSignals]: RequestSignals | null }
+
+function signalsOf (request: FastifyRequest, reply: FastifyReply): RequestSignals {
+  const holder = request as WithSignals
+  holder[kSignals] ??= new RequestSignals(reply)
+  return holder[kSignals]
+}
+
+interface PipelineParts {
+  handler: RouteHandlerMethod
+  timeoutMs: number | undefined
+  retry: { internals: RetryInternals, settings: RetrySettings, allowNonIdempotent: boolean } | undefined
+  breaker: Breaker | undefined
+  fallback: RouteFallback | undefined
+  /** Errors thrown after the handler had replied: never retried, never replaced. */
+  answered: WeakSet<object>
+}
+
+/** Fallback → retry → breaker → per-attempt timeout → handler, built once per route. */
+function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
+  const { handler, timeoutMs, retry, breaker, fallback, answered } = parts
+
+  async function attempt (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    signals.startAttempt()
+    try {
+      const result = handler.call(instance, request, reply)
+      if (timeoutMs === undefined) return await result
+      let timer: NodeJS.Timeout | undefined
+      const expired = new Promise<unknown>((resolve, reject) => {
+        timer = setTimeout(() => {
+          // A handler that already replied and then lingers is done, as far as the client knows.
+          if (reply.sent) {
+            resolve(reply)
+            return
+          }
+          const error = new TimeoutError(timeoutMs)
+          signals.abortAttempt(error)
+          reject(error)
+        }, timeoutMs)
+      })
+      try {
+        return await Promise.race([result, expired])
+      } finally {
+        clearTimeout(timer)
+      }
+    } catch (error) {
+      if (reply.sent && typeof error === 'object' && error !== null) answered.add(error)
+      throw error
+    }
+  }
+
+  async function guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    if (breaker === undefined) return await attempt(instance, request, reply, signals)
+    return await breaker.execute(async () => await attempt(instance, request, reply, signals), retry === undefined ? neverAborted : signals.client)
+  }
+
+  async function retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    if (retry === undefined || !(retry.allowNonIdempotent || IDEMPOTENT_METHODS.has(request.method))) {
+      return await guarded(instance, request, reply, signals)
+    }
+    return await retry.internals.retrier.run(retry.settings, async () => await guarded(instance, request, reply, signals), signals.client)
+  }
+
+  return async function resilientHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+    const signals = signalsOf(request, reply)
+    if (fallback === undefined) return await retried(this, request, reply, signals)
+    try {
+      return await retried(this, request, reply, signals)
+    } catch (error) {
+      if (reply.sent || (typeof error === 'object' && error !== null && answered.has(error))) throw error
+      reply.code(200)
+      return await fallback(request, error)
+    }
+  }
+}
+
+const routePolicyPlugin: FastifyPluginAsync = async (app) => {
+  registerOnce(app, PLUGIN)
+  app.decorateRequest(kSignals, null)
+  app.decorateRequest('attemptSignal', {
+    getter (this: FastifyRequest) {
+      const signals = (this as WithSignals)[kSignals]
+      return signals === null ? neverAborted : signals.attempt
+    }
+  })
+  app.addHook('onRoute', (route) => {
+    const label = routeLabel(route)
+    const resilience = routeResilience(route.config, label)
+    if (resilience === undefined) return
+    const read = new OptionReader(`${PLUGIN}: route "${label}"`)
+    const opts = read.object<Record<(typeof ROUTE_KEYS)[number], unknown>>('config.resilience', resilience, ROUTE_KEYS)
+    if (opts.flag !== undefined && !app.hasDecorator('flags')) {
+      throw new TypeError(`${read.plugin}: "config.resilience.flag" needs the flags plugin, registered before the routes`)
+    }
+    const timeoutMs = opts.timeoutMs === undefined ? undefined : read.number('config.resilience.timeoutMs', opts.timeoutMs, 0, { min: 1 })
+    const fallback = read.function<RouteFallback>('config.resilience.fallback', opts.fallback)
+    const breaker = resolveBreaker(read, opts.breaker)
+    const answered = new WeakSet<object>()
+    const retry = resolveRetry(read, opts.retry, answered)
+    if (timeoutMs === undefined && retry === undefined && breaker === undefined && fallback === undefined) return
+    route.handler = buildPipeline({ handler: route.handler, timeoutMs, retry, breaker, fallback, answered })
+  })
+
+  function resolveBreaker (read: OptionReader, raw: unknown): Breaker | undefined {
+    if (raw === undefined) return undefined
+    if (!app.hasDecorator('breaker')) throw new TypeError(`${read.plugin}: "config.resilience.breaker" needs the breaker plugin, registered before the routes`)
+    if (typeof raw !== 'string' && !isPlainObject(raw)) throw read.fail('config.resilience.breaker', 'a breaker name or { name, ...options }', raw)
+    const { name, ...options } = typeof raw === 'string' ? { name: raw } : raw as { name?: unknown }
+    try {
+      return app.breaker(name as string, typeof raw === 'string' ? undefined : options)
+    } catch (error) {
+      throw new TypeError(`${read.plugin}: "config.resilience.breaker": ${(error as Error).message}`)
+    }
+  }
+
+  function resolveRetry (read: OptionReader, raw: unknown, answered: WeakSet<object>): PipelineParts['retry'] {
+    if (raw === undefined || raw === false) return undefined
+    const internals = (app as unknown as { [kRetryInternals]?: RetryInternals })[kRetryInternals]
+    if (internals === undefined) throw new TypeError(`${read.plugin}: "config.resilience.retry" needs the retry plugin, registered before the routes`)
+    if (!isPlainObject(raw)) throw read.fail('config.resilience.retry', 'an object or false', raw)
+    const { allowNonIdempotent, ...options } = raw
+    const defaults = resolveRetryDefaults(read, 'config.resilience.retry', options, internals.defaults)
+    const isRetryable = defaults.isRetryable
+    return {
+      internals,
+      settings: retrySettings({ ...defaults, isRetryable: (error) => !(typeof error === 'object' && error !== null && answered.has(error)) && isRetryable(error) }),
+      allowNonIdempotent: read.boolean('config.resilience.retry.allowNonIdempotent', allowNonIdempotent, false)
+    }
+  }
+}
+
+/**
+ * Reads each route's `config.resilience` when the route is declared and wraps
+ * its handler once: fallback → retry → breaker → per-attempt timeout →
+ * handler (load shedding and the flag check run before, in `onRequest`).
+ * Routes without these options are left untouched. Register it (and the
+ * plugins the options use) before the routes.
+ *
+ * @example
+ * ```ts
+ * app.get('/players/:id', {
+ *   config: { resilience: { timeoutMs: 2000, retry: { maxRetries: 2 }, breaker: 'database', fallback: () => ({ degraded: true }) } }
+ * }, async (request) => loadPlayer(request.params.id, request.attemptSignal))
+ * ```
+ */
+export const routePolicy = fp(routePolicyPlugin, { fastify: '5.x', name: PLUGIN })
+export default routePolicy

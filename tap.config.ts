@@ -36,6 +36,13 @@ export interface TestRunConfig {
   coverageMap: (testFile: string) => string[] | null
   /** Coverage report printed at the end. */
   coverageReport: string
+  /**
+   * Node flags of every test process. `--conditions=fastify-resilience-source` makes
+   * `import ... from 'fastify-resilience'` (the example app's imports) load
+   * plugins/*.ts instead of the built dist/, through the exports map's
+   * "fastify-resilience-source" condition.
+   */
+  nodeArgs: string[]
 }
 
 export const config: TestRunConfig = {
@@ -44,7 +51,8 @@ export const config: TestRunConfig = {
   timeout: 120,
   jobs: 2,
   coverageMap: () => ['plugins/**/*.ts'],
-  coverageReport: 'text'
+  coverageReport: 'text',
+  nodeArgs: ['--conditions=fastify-resilience-source']
 }
 
 export function tapArguments (run: TestRunConfig, extra: string[]): string[] {
@@ -54,7 +62,8 @@ export function tapArguments (run: TestRunConfig, extra: string[]): string[] {
     `--coverage-report=${run.coverageReport}`,
     // tap imports this very file for its coverage map (the default export below).
     '--coverage-map=tap.config.ts',
-    ...run.include.map((glob) => `--include=${glob}`)
+    ...run.include.map((glob) => `--include=${glob}`),
+    ...run.nodeArgs.map((arg) => `--node-arg=${arg}`)
   ]
   if (run.typecheck) args.push('--typecheck')
   return [...args, ...extra]

@@ -1,0 +1,81 @@
+import fastifyPostgres from '@fastify/postgres'
+import fastifyRedis from '@fastify/redis'
+import Fastify from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import resilience from 'fastify-resilience'
+import { redisCache } from './cache.js'
+import { migrate, seed } from './db/migrate.js'
+import { healthRoutes } from './routes/health.js'
+import type { Lifecycle } from './routes/health.js'
+import { leaderboardRoutes } from './routes/leaderboard.js'
+import { playerRoutes } from './routes/players.js'
+
+export interface AppOptions {
+  /** PostgreSQL connection string. */
+  databaseUrl: string
+  /** Redis URL; without it the cache tier is reported down. */
+  redisUrl?: string
+  /** Enables the flag admin API (and protects /metrics? no: /metrics stays open). */
+  adminToken?: string
+  /** Load shedding limit. */
+  maxConcurrent?: number
+  /** Players seeded into an empty database. */
+  seedPlayers?: number
+  /** Prefix of this app's Redis keys and flag hash (tests give each app its own). */
+  redisPrefix?: string
+  /** Breaker settings of the `database` breaker (tests shorten halfOpenAfterMs). */
+  databaseBreaker?: { halfOpenAfterMs?: number }
+  logger?: FastifyServerOptions['logger']
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Shutdown state of the players service. */
+    lifecycle: Lifecycle
+  }
+}
+
+/** Builds the players service: PostgreSQL, Redis, the whole resilience suite and the routes. */
+export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({ logger: options.logger ?? false })
+  const lifecycle: Lifecycle = { draining: false }
+  app.decorate('lifecycle', lifecycle)
+  const prefix = options.redisPrefix ?? 'players:'
+
+  await app.register(fastifyPostgres, { connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 2000 })
+  // An idle connection that dies (server restart) is reported here; the pool replaces it.
+  app.pg.pool.on('error', (error) => app.log.warn({ err: error }, 'idle PostgreSQL connection lost'))
+  if (options.redisUrl !== undefined) {
+    await app.register(fastifyRedis, {
+      url: options.redisUrl,
+      // Fail fast on a dead Redis instead of queueing commands until it returns.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 1000,
+      commandTimeout: 500,
+      lazyConnect: false
+    })
+    app.redis.on('error', (error) => app.log.debug({ err: error }, 'Redis connection error'))
+  }
+
+  await app.register(resilience, {
+    loadShedding: { maxConcurrent: options.maxConcurrent ?? 1000 },
+    flags: {
+      defaults: { player_lookup: true, leaderboard: true },
+      ...(options.redisUrl === undefined ? {} : { redis: { key: `${prefix}flags`, channel: `${prefix}flags` } }),
+      ...(options.adminToken === undefined ? {} : { admin: { token: options.adminToken } })
+    },
+    breaker: { defaults: { timeoutMs: 2000 } },
+    retry: { maxRetries: 2 }
+  })
+  app.breaker('database', { timeoutMs: 2000, ...options.databaseBreaker })
+
+  const cache = redisCache(options.redisUrl === undefined ? undefined : app.redis, prefix)
+  await app.register(playerRoutes, { cache })
+  await app.register(leaderboardRoutes, { cache })
+  await app.register(healthRoutes, { cache, lifecycle })
+
+  await migrate(app.pg.pool)
+  await seed(app.pg.pool, options.seedPlayers ?? 10_000)
+  return app
+}

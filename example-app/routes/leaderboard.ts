@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify'
+import type { PlayerCache } from '../cache.js'
+
+interface Entry { id: number, username: string, score: number }
+
+export async function leaderboardRoutes (app: FastifyInstance, { cache }: { cache: PlayerCache }): Promise<void> {
+  app.get<{ Querystring: { limit: number } }>('/leaderboard', {
+    schema: {
+      querystring: {
+        type: 'object',
+        properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 10 } },
+        additionalProperties: false
+      }
+    },
+    config: { resilience: { flag: 'leaderboard', shed: { priority: 'sheddable' } } }
+  }, async (request, reply) => {
+    const { limit } = request.query
+    const { value, tier } = await app.fallback<{ players: Entry[], degraded?: true }>({
+      name: 'leaderboard',
+      primary: async ({ signal }) => await app.breaker('database').execute(async () => {
+        const { rows } = await app.pg.query<Entry>('SELECT id, username, score::float8 AS score FROM players ORDER BY score DESC, id LIMIT 100')
+        return { players: rows }
+      }, signal),
+      // The last good leaderboard, kept in Redis.
+      cache: async () => await cache.getLeaderboard(),
+      store: async (board) => { await cache.setLeaderboard(board.players) },
+      fallback: () => ({ players: [], degraded: true }),
+      logger: request.log
+    })
+    reply.header('x-served-by', tier)
+    return { ...value, players: value.players.slice(0, limit) }
+  })
+}

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, realpathSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, mkdtempSync, realpathSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
@@ -42,31 +42,27 @@ async function acceptsQueries (url: string): Promise<boolean> {
 }
 
 /**
- * Starts a throwaway PostgreSQL: `initdb` into a new temporary folder, then
- * `postgres` on a free loopback port with durability switched off (tests only).
+ * Starts a throwaway PostgreSQL: `initdb` into a new temporary folder (or into
+ * `dir`, kept across runs, initialised only once), then `postgres` on a free
+ * loopback port with durability switched off (tests and demos only).
  * As root, both run as the `postgres` system user, since initdb refuses root.
  */
-export async function startPostgres (): Promise<PostgresServer> {
+export async function startPostgres (options: { dir?: string } = {}): Promise<PostgresServer> {
   const { initdb, postgres } = postgresBinaries()
-  const dir = mkdtempSync(join(tmpdir(), 'resilience-pg-'))
+  const persistent = options.dir !== undefined
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'resilience-pg-'))
+  mkdirSync(dir, { recursive: true })
   const account = process.getuid?.() === 0 ? systemAccount('postgres') : undefined
   if (account !== undefined) chownSync(dir, account.uid, account.gid)
   const dataDir = join(dir, 'data')
-  try {
-    execFileSync(initdb, ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync', '--no-instructions'], {
-      stdio: 'pipe', ...account
-    })
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? ''
-    throw new Error(`initdb failed: ${stderr.trim() || (error as Error).message}`)
-  }
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) initialize(initdb, dataDir, account)
   const port = await freePort()
   const server = new ServerProcess('PostgreSQL', postgres, [
     '-D', dataDir, '-p', String(port), '-k', dir,
     '-c', 'listen_addresses=127.0.0.1',
     '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
     '-c', 'max_connections=300'
-  ], dir, { ...account })
+  ], dir, { ...account, keepDir: persistent })
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
   try {
     await server.waitUntilReady(async () => await acceptsQueries(url))
@@ -76,4 +72,15 @@ export async function startPostgres (): Promise<PostgresServer> {
   }
   // SIGINT is PostgreSQL's "fast" shutdown: it ends sessions and stops at once.
   return { url, port, process: server, stop: async () => await server.stop('SIGINT') }
+}
+
+function initialize (initdb: string, dataDir: string, account: { uid: number, gid: number } | undefined): void {
+  try {
+    execFileSync(initdb, ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync', '--no-instructions'], {
+      stdio: 'pipe', ...account
+    })
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? ''
+    throw new Error(`initdb failed: ${stderr.trim() || (error as Error).message}`)
+  }
 }

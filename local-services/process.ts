@@ -81,14 +81,15 @@ function installExitHook (): void {
   process.on('exit', () => {
     for (const [child, dir] of live) {
       try { child.kill('SIGKILL') } catch {}
-      rmSync(dir, { recursive: true, force: true })
+      if (dir !== '') rmSync(dir, { recursive: true, force: true })
     }
   })
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    // Only when nobody else handles the signal: then we run the exit hook and
-    // die of the same signal, as the default behaviour would.
-    if (process.listenerCount(signal) > 0) continue
-    process.once(signal, () => {
+    // Acts only when nobody else handles the signal (then it dies of it, as the
+    // default would, after the exit hook); a program that shuts down in order
+    // (the example server, the test launcher) stops the servers itself.
+    process.on(signal, () => {
+      if (process.listenerCount(signal) > 1) return
       process.exitCode = 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)
       process.exit()
     })
@@ -104,12 +105,19 @@ export class ServerProcess {
   private readonly exited: Promise<void>
   private stopping: Promise<void> | undefined
 
-  constructor (name: string, command: string, args: string[], dir: string, options: SpawnOptions = {}) {
+  /** Keep `dir` when the server stops (a persistent data folder). */
+  private readonly keepDir: boolean
+
+  constructor (name: string, command: string, args: string[], dir: string, options: SpawnOptions & { keepDir?: boolean } = {}) {
     installExitHook()
     this.name = name
     this.dir = dir
-    this.child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] })
-    live.set(this.child, dir)
+    const { keepDir = false, ...spawnOptions } = options
+    this.keepDir = keepDir
+    // Own process group: a Ctrl-C meant for the parent must not stop the server under it;
+    // the parent stops it in order (and the exit hook kills it if the parent dies).
+    this.child = spawn(command, args, { ...spawnOptions, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    live.set(this.child, keepDir ? '' : dir)
     const keep = (chunk: Buffer): void => { this.output = (this.output + chunk.toString()).slice(-8000) }
     this.child.stdout?.on('data', keep)
     this.child.stderr?.on('data', keep)
@@ -170,7 +178,7 @@ export class ServerProcess {
         await this.exited
         clearTimeout(timer)
       }
-      rmSync(this.dir, { recursive: true, force: true })
+      if (!this.keepDir) rmSync(this.dir, { recursive: true, force: true })
     })()
     await this.stopping
   }

@@ -1,0 +1,52 @@
+/** The players service's configuration, read from the environment and validated at start. */
+export interface ServerConfig {
+  port: number
+  host: string
+  databaseUrl: string | undefined
+  redisUrl: string | undefined
+  adminToken: string | undefined
+  maxConcurrent: number
+  logLevel: string
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/** Reads the environment; a bad value throws an error that names the variable. */
+export function readConfig (env: NodeJS.ProcessEnv): ServerConfig {
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    const value = Number(raw)
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new Error(`${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`)
+    }
+    return value
+  }
+  const url = (name: string, protocols: string[]): string | undefined => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return undefined
+    let protocol: string
+    try {
+      protocol = new URL(raw).protocol
+    } catch {
+      throw new Error(`${name} must be a URL such as ${protocols[0]}//host:port (got ${JSON.stringify(raw)})`)
+    }
+    if (!protocols.includes(protocol)) throw new Error(`${name} must start with ${protocols.join(' or ')} (got ${JSON.stringify(raw)})`)
+    return raw
+  }
+  const adminToken = env.ADMIN_TOKEN === '' ? undefined : env.ADMIN_TOKEN
+  if (adminToken !== undefined && !/^\S{16,}$/.test(adminToken)) {
+    throw new Error('ADMIN_TOKEN must be at least 16 characters without spaces')
+  }
+  const logLevel = env.LOG_LEVEL ?? 'info'
+  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(logLevel)})`)
+  return {
+    port: integer('PORT', 3000, 0, 65535),
+    host: env.HOST === undefined || env.HOST === '' ? '127.0.0.1' : env.HOST,
+    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
+    adminToken,
+    maxConcurrent: integer('MAX_CONCURRENT', 1000, 1, 1_000_000),
+    logLevel
+  }
+}

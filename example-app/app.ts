@@ -1,6 +1,7 @@
 import fastifyPostgres from '@fastify/postgres'
 import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
+import { Redis } from 'ioredis'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import resilience from 'fastify-resilience'
 import { redisCache } from './cache.js'
@@ -46,16 +47,17 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
   // An idle connection that dies (server restart) is reported here; the pool replaces it.
   app.pg.pool.on('error', (error) => app.log.warn({ err: error }, 'idle PostgreSQL connection lost'))
   if (options.redisUrl !== undefined) {
-    await app.register(fastifyRedis, {
-      url: options.redisUrl,
+    const redis = new Redis(options.redisUrl, {
       // Fail fast on a dead Redis instead of queueing commands until it returns.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 1000,
-      commandTimeout: 500,
-      lazyConnect: false
+      commandTimeout: 500
     })
-    app.redis.on('error', (error) => app.log.debug({ err: error }, 'Redis connection error'))
+    redis.on('error', (error) => app.log.debug({ err: error }, 'Redis connection error'))
+    // Our own client, dropped (not QUIT) on close, so a frozen Redis cannot hold up shutdown.
+    await app.register(fastifyRedis, { client: redis, closeClient: false })
+    app.addHook('onClose', async () => { redis.disconnect() })
   }
 
   await app.register(resilience, {

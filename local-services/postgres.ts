@@ -44,10 +44,11 @@ async function acceptsQueries (url: string): Promise<boolean> {
 /**
  * Starts a throwaway PostgreSQL: `initdb` into a new temporary folder (or into
  * `dir`, kept across runs, initialised only once), then `postgres` on a free
- * loopback port with durability switched off (tests and demos only).
+ * loopback port (or `port`, to restart where clients expect it) with
+ * durability switched off (tests and demos only).
  * As root, both run as the `postgres` system user, since initdb refuses root.
  */
-export async function startPostgres (options: { dir?: string } = {}): Promise<PostgresServer> {
+export async function startPostgres (options: { dir?: string, port?: number } = {}): Promise<PostgresServer> {
   const { initdb, postgres } = postgresBinaries()
   const persistent = options.dir !== undefined
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'resilience-pg-'))
@@ -56,7 +57,7 @@ export async function startPostgres (options: { dir?: string } = {}): Promise<Po
   if (account !== undefined) chownSync(dir, account.uid, account.gid)
   const dataDir = join(dir, 'data')
   if (!existsSync(join(dataDir, 'PG_VERSION'))) initialize(initdb, dataDir, account)
-  const port = await freePort()
+  const port = options.port ?? await freePort()
   const server = new ServerProcess('PostgreSQL', postgres, [
     '-D', dataDir, '-p', String(port), '-k', dir,
     '-c', 'listen_addresses=127.0.0.1',

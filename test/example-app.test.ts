@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import pg from 'pg'
 import { test } from 'tap'
 import { buildApp } from '../example-app/app.js'
 import type { AppOptions } from '../example-app/app.js'
@@ -91,6 +92,29 @@ test('health, metrics and the admin API', async (t) => {
   t.equal((await app.inject('/leaderboard')).statusCode, 503)
   const plain = await players(t)
   t.equal((await plain.inject('/admin/flags')).statusCode, 404, 'no admin routes without a token')
+})
+
+test('load above the shedding limit: 503 FST_RESILIENCE_OVERLOADED, while health routes still answer', async (t) => {
+  const databaseUrl = await ownDatabase(t)
+  const app = await buildApp({ databaseUrl, redisUrl: testRedisUrl(), redisPrefix: `${uniqueName('players')}:`, seedPlayers: 20, maxConcurrent: 1 })
+  t.teardown(() => app.close())
+  // Hold player 7's row so that one score update stays in flight.
+  const locker = new pg.Client({ connectionString: databaseUrl })
+  await locker.connect()
+  t.teardown(() => locker.end())
+  await locker.query('BEGIN')
+  await locker.query('SELECT 1 FROM players WHERE id = 7 FOR UPDATE')
+  const inFlight = app.inject({ method: 'PUT', url: '/players/7/score', payload: { score: 70 } })
+  await waitFor('the update to be in flight', () => app.loadShedding.inFlight === 1)
+  const refused = await app.inject('/players/1')
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.json().code, 'FST_RESILIENCE_OVERLOADED')
+  t.equal(refused.headers['retry-after'], '5')
+  t.equal((await app.inject('/health/live')).statusCode, 200)
+  t.equal((await app.inject('/health/ready')).statusCode, 200)
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+  await locker.query('COMMIT')
+  t.equal((await inFlight).statusCode, 200)
 })
 
 test('no input tried produces a 500', async (t) => {

@@ -114,7 +114,8 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
   const threshold = {} as Record<ShedPriority, number>
   for (const priority of PRIORITIES) {
     const share = read.number(`priorityShares.${priority}`, shares[priority], DEFAULT_SHARES[priority], { min: 0, max: 1 })
-    threshold[priority] = Math.floor(share * limit)
+    // At least one slot for any non-zero share, so that small limits still admit every priority.
+    threshold[priority] = share === 0 ? 0 : Math.max(1, Math.floor(share * limit))
   }
   if (!(threshold.sheddable <= threshold.normal && threshold.normal <= threshold.critical)) {
     throw read.fail('priorityShares', 'ordered sheddable <= normal <= critical', opts.priorityShares)

@@ -214,6 +214,17 @@ test('routes declared before the plugin still get their priority', async (t) => 
   t.equal((await app.inject('/early-unshed')).statusCode, 200)
 })
 
+test('a limit of 1 still admits one request of every priority', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(loadShedding, { maxConcurrent: 1 })
+  app.get('/normal', async () => 'ok')
+  app.get('/sheddable', { config: { resilience: { shed: { priority: 'sheddable' } } } }, async () => 'ok')
+  t.equal((await app.inject('/normal')).statusCode, 200)
+  await waitFor('the slot', () => app.loadShedding.inFlight === 0)
+  t.equal((await app.inject('/sheddable')).statusCode, 200)
+})
+
 test('inject requests are counted and released too', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())

@@ -204,12 +204,23 @@ test('a real slow PostgreSQL query given the attempt signal is cancelled on the 
     try {
       const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
       backendPid = rows[0]?.pid as number
-      // node-postgres has no AbortSignal support: cancel the statement on the server when the signal fires
-      // (and do not start it if the attempt already timed out while connecting).
-      const cancel = (): void => { app.pg.query('SELECT pg_cancel_backend($1)', [backendPid]).catch(() => {}) }
-      request.attemptSignal.addEventListener('abort', cancel)
+      // node-postgres has no AbortSignal support: cancel the statement on the server when the signal
+      // fires. A cancel that lands just before the statement starts cancels nothing, so repeat it
+      // until the statement has ended.
+      const statement = { running: true }
+      const cancel = async (): Promise<void> => {
+        while (statement.running) {
+          await app.pg.query('SELECT pg_cancel_backend($1)', [backendPid]).catch(() => {})
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      }
+      request.attemptSignal.addEventListener('abort', () => { cancel().catch(() => {}) })
       request.attemptSignal.throwIfAborted()
-      return (await client.query('SELECT pg_sleep(30)')).rows
+      try {
+        return (await client.query('SELECT pg_sleep(30)')).rows
+      } finally {
+        statement.running = false
+      }
     } finally {
       client.release()
     }

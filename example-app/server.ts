@@ -57,7 +57,11 @@ async function main (): Promise<void> {
     app.log.info({ signal }, 'shutting down: draining requests')
     app.lifecycle.draining = true
     // close() stops accepting, lets in-flight requests finish, then closes the pools.
+    // Keep-alive connections that turn idle once their request is answered would
+    // otherwise hold the server open until their keep-alive timeout.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100)
     app.close()
+      .finally(() => clearInterval(sweep))
       .then(stopEmbedded)
       .then(() => { process.exitCode = 0 }, (error: unknown) => {
         console.error(error)

@@ -4,26 +4,18 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { test } from 'tap'
+import { childEnv } from './fixtures/child-env.js'
 import { deferred } from './fixtures/clock.js'
 import { ownDatabase, testRedisUrl } from './fixtures/services.js'
 import { waitFor } from './fixtures/wait.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-function serverEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (/^(TAP|_TAPJS|NODE_OPTIONS|NODE_V8_COVERAGE|RESILIENCE_TEST_)/.test(key)) continue
-    env[key] = value
-  }
-  return { ...env, ...extra }
-}
-
 test('SIGTERM during traffic: the in-flight request completes and the process exits with 0', async (t) => {
   const databaseUrl = await ownDatabase(t)
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=fastify-resilience-source', 'example-app/server.ts'], {
     cwd: root,
-    env: serverEnv({ PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: testRedisUrl(), LOG_LEVEL: 'info' }),
+    env: childEnv({ PORT: '0', DATABASE_URL: databaseUrl, REDIS_URL: testRedisUrl(), LOG_LEVEL: 'info' }),
     stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => { child.kill('SIGKILL') })
@@ -65,7 +57,7 @@ test('SIGTERM during traffic: the in-flight request completes and the process ex
 test('a bad environment value stops the server at once, naming the variable', async (t) => {
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=fastify-resilience-source', 'example-app/server.ts'], {
     cwd: root,
-    env: serverEnv({ PORT: 'eighty' }),
+    env: childEnv({ PORT: 'eighty' }),
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
+import { childEnv } from './fixtures/child-env.js'
 
 const launcher = fileURLToPath(new URL('../tap.config.ts', import.meta.url))
 // The fixture folder has its own package.json, so the nested tap run takes it as
@@ -11,20 +12,10 @@ const launcher = fileURLToPath(new URL('../tap.config.ts', import.meta.url))
 // start, which would otherwise wipe the coverage data of this outer run.
 const fixtureRoot = fileURLToPath(new URL('./fixtures/launcher/', import.meta.url))
 
-/** Our environment without what the outer tap run injected, so the nested run is a clean one. */
-function cleanEnv (extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (/^(TAP|_TAPJS|NODE_OPTIONS|NODE_V8_COVERAGE|RESILIENCE_TEST_)/.test(key)) continue
-    env[key] = value
-  }
-  return { ...env, ...extra }
-}
-
 function launch (env: Record<string, string>): { child: ReturnType<typeof spawn>, output: () => string, exited: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', launcher, 'report-services.ts', '--disable-coverage', '--reporter=tap'], {
     cwd: fixtureRoot,
-    env: cleanEnv(env),
+    env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''

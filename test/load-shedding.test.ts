@@ -169,13 +169,15 @@ test('under overload sheddable requests are refused first, then normal, then cri
 })
 
 test('blocking the event loop beyond the threshold sheds with reason event_loop_delay, and stops once it recovers', async (t) => {
-  // Samples 500 ms apart: once seen, the pressure holds long enough to send requests into it.
-  const { app, port } = await listening(t, { maxEventLoopDelayMs: 100, sampleIntervalMs: 500 }, (instance) => {
+  // Samples 1 s apart: once seen, the pressure holds long enough to send requests into it,
+  // even on a busy machine.
+  const { app, port } = await listening(t, { maxEventLoopDelayMs: 100, sampleIntervalMs: 1000 }, (instance) => {
     instance.get('/work', async () => 'done')
     instance.get('/critical', { config: { resilience: { shed: { priority: 'critical' } } } }, async () => 'critical')
   })
   t.equal(app.loadShedding.pressure, undefined)
-  const until = Date.now() + 800
+  // Longer than a sample interval, so the next sample is late by at least 500 ms.
+  const until = Date.now() + 1500
   while (Date.now() < until) { /* block the event loop */ }
   await waitFor('the sampler to see the delay', () => app.loadShedding.pressure !== undefined)
   t.equal(app.loadShedding.pressure, 'event_loop_delay')

@@ -177,6 +177,27 @@ test('the attempt signal aborts when the client disconnects, also if it is first
   t.equal(retryingCalls, 1)
 })
 
+test('a handler that first asks for its signal after its attempt timed out gets an aborted one', async (t) => {
+  const clock = useFakeClock(t)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(resilience, { metrics: false, loadShedding: false, flags: false })
+  const gate = deferred()
+  const seen = deferred<AbortSignal>()
+  app.get('/late-reader', { config: { resilience: { timeoutMs: 100 } } }, async (request) => {
+    await gate.promise
+    seen.resolve(request.attemptSignal)
+    return 'too late'
+  })
+  const response = Promise.resolve(app.inject('/late-reader'))
+  await clock.tickAsync(100)
+  t.equal((await response).json().code, 'FST_RESILIENCE_TIMEOUT')
+  gate.resolve()
+  const signal = await seen.promise
+  t.equal(signal.aborted, true, 'born aborted: the attempt is over')
+  t.match(signal.reason, { code: 'FST_RESILIENCE_TIMEOUT' })
+})
+
 test('each retry attempt gets a fresh signal; the timed-out one is aborted', async (t) => {
   const signals: AbortSignal[] = []
   const app = await build(t, (instance) => {

@@ -12,6 +12,8 @@ export class RequestSignals {
   private attemptController: AbortController | undefined
   private watching = false
   private goneReason: Error | undefined
+  /** Why the current attempt ended early, for a signal first asked for afterwards. */
+  private attemptAbortReason: Error | undefined
 
   constructor (reply: FastifyReply) {
     this.reply = reply
@@ -30,6 +32,7 @@ export class RequestSignals {
   get attempt (): AbortSignal {
     if (this.attemptController === undefined) {
       this.attemptController = new AbortController()
+      if (this.attemptAbortReason !== undefined) this.attemptController.abort(this.attemptAbortReason)
       this.watchClient()
     }
     return this.attemptController.signal
@@ -37,11 +40,16 @@ export class RequestSignals {
 
   /** The next attempt gets a fresh signal (the last one may have timed out). */
   startAttempt (): void {
+    this.attemptAbortReason = undefined
     if (this.attemptController?.signal.aborted === true) this.attemptController = undefined
   }
 
-  /** The current attempt timed out: abort its signal, if anyone took it. */
+  /**
+   * The current attempt timed out: abort its signal, and the signal of a
+   * handler that only asks for it later (it is still running on its own).
+   */
   abortAttempt (reason: Error): void {
+    this.attemptAbortReason = reason
     this.attemptController?.abort(reason)
   }
 

@@ -16,7 +16,7 @@ export interface AppOptions {
   databaseUrl: string
   /** Redis URL; without it the cache tier is reported down. */
   redisUrl?: string
-  /** Enables the flag admin API (and protects /metrics? no: /metrics stays open). */
+  /** Enables the flag admin API (`/metrics` stays open). */
   adminToken?: string
   /** Load shedding limit. */
   maxConcurrent?: number

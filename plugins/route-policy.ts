@@ -106,14 +106,15 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
 
   async function guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
     if (breaker === undefined) return await attempt(instance, request, reply, signals)
-    return await breaker.execute(async () => await attempt(instance, request, reply, signals), retry === undefined ? neverAborted : signals.client)
+    return await breaker.executeWatching(async () => await attempt(instance, request, reply, signals), () => signals.clientGone)
   }
 
   async function retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
     if (retry === undefined || !(retry.allowNonIdempotent || IDEMPOTENT_METHODS.has(request.method))) {
       return await guarded(instance, request, reply, signals)
     }
-    return await retry.internals.retrier.run(retry.settings, async () => await guarded(instance, request, reply, signals), signals.client)
+    // The client signal is built only if a retry is needed: most calls succeed at once.
+    return await retry.internals.retrier.run(retry.settings, async () => await guarded(instance, request, reply, signals), () => signals.client)
   }
 
   return async function resilientHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {

@@ -156,6 +156,20 @@ export class Breaker {
    * call is cut, counted as a failure, and its `signal` aborted.
    */
   async execute<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal = neverAborted): Promise<T> {
+    return await this.run(fn, signal, () => signal.aborted)
+  }
+
+  /**
+   * `execute` for a caller that has no signal to give, only a way to tell
+   * afterwards whether it had gone away (the route pipeline checks its
+   * response): a failure seen after `gaveUp()` is not counted.
+   * @internal
+   */
+  async executeWatching<T>(fn: (context: CallContext) => PromiseLike<T> | T, gaveUp: () => boolean): Promise<T> {
+    return await this.run(fn, neverAborted, gaveUp)
+  }
+
+  private async run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, gaveUp: () => boolean): Promise<T> {
     const state = this.state
     if (state === 'open' || state === 'isolated' ||
         (state === 'half-open' && this.halfOpenCalls >= this.options.halfOpenMaxCalls)) {
@@ -163,7 +177,7 @@ export class Breaker {
     }
     if (state === 'half-open') this.halfOpenCalls++
     try {
-      const value = await this.policy.execute(async (context) => await this.attempt(fn, context.signal, signal), signal)
+      const value = await this.policy.execute(async (context) => await this.attempt(fn, context.signal, gaveUp), signal)
       this.observer.counted(this, 'success')
       return value
     } catch (error) {
@@ -189,11 +203,11 @@ export class Breaker {
     this.listeners.length = 0
   }
 
-  private async attempt<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, callerSignal: AbortSignal): Promise<T> {
+  private async attempt<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, gaveUp: () => boolean): Promise<T> {
     try {
       return await callWithTimeout(fn, signal, this.options.timeoutMs)
     } catch (error) {
-      if (callerSignal.aborted && typeof error === 'object' && error !== null) this.abandoned.add(error)
+      if (gaveUp() && typeof error === 'object' && error !== null) this.abandoned.add(error)
       throw error
     }
   }

@@ -28,6 +28,13 @@ export class RequestSignals {
     return this.clientController.signal
   }
 
+  /** The client disconnected before the reply was complete (checked now, no signal built). */
+  get clientGone (): boolean {
+    if (this.goneReason !== undefined) return true
+    const response = this.reply.raw
+    return response.destroyed && !response.writableEnded
+  }
+
   /** Aborts when the client disconnects or the current attempt times out. */
   get attempt (): AbortSignal {
     if (this.attemptController === undefined) {

@@ -80,8 +80,17 @@ export class Retrier {
     return existing
   }
 
-  async run<T>(settings: RetrySettings, fn: RetryableFunction<T>, signal: AbortSignal = neverAborted): Promise<T> {
-    signal.throwIfAborted()
+  /**
+   * Runs `fn` with retries. `signal` may be given lazily, as a function called
+   * only when a retry is about to happen or `fn` reads its context's signal: a
+   * call that succeeds at once then never builds one (the route pipeline's
+   * client signal). A lazy signal stops the loop between attempts and mid-sleep;
+   * the attempt in flight ends on its own (its own timeout and signal).
+   */
+  async run<T>(settings: RetrySettings, fn: RetryableFunction<T>, signal: AbortSignal | (() => AbortSignal) = neverAborted): Promise<T> {
+    let resolved = typeof signal === 'function' ? undefined : signal
+    const current = (): AbortSignal => (resolved ??= (signal as () => AbortSignal)())
+    resolved?.throwIfAborted()
     const budget = settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget)
     budget?.recordCall()
     const startedAt = Date.now()
@@ -101,11 +110,11 @@ export class Retrier {
           stoppedBy = 'budget'
           throw stopRetrying
         }
-        await sleep(backoff.duration, signal)
+        await sleep(backoff.duration, current())
         retries = attempt
       }
       try {
-        return await fn({ attempt, signal })
+        return await fn(resolved === undefined ? { attempt, get signal () { return current() } } : { attempt, signal: resolved })
       } catch (error) {
         lastError = error
         throw error
@@ -113,12 +122,14 @@ export class Retrier {
     }
 
     try {
-      const value = await untilAborted(settings.policy.execute(attempt, signal), signal)
+      const running = settings.policy.execute(attempt, resolved ?? neverAborted)
+      // Nothing to race when no signal can abort.
+      const value = resolved === undefined || resolved === neverAborted ? await running : await untilAborted(running, resolved)
       this.retriesHistogram.observe({ operation: settings.operation }, retries)
       return value
     } catch (error) {
       this.retriesHistogram.observe({ operation: settings.operation }, retries)
-      if (signal.aborted) throw error
+      if (resolved?.aborted === true) throw error
       if (stoppedBy === 'budget') {
         this.budgetExhausted.inc({ operation: settings.operation })
         throw lastError

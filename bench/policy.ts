@@ -1,0 +1,208 @@
+/**
+ * Policy cost (issue #10, part 2): ops/s of our breaker, retry and a route's
+ * whole pipeline around an already-resolved async function, against raw
+ * cockatiel (including `wrap(retry, breaker, timeout)`) and opossum 9.
+ * mitata measures each candidate; rounds interleave the candidates and the
+ * tables quote medians of the rounds and ratios taken within each round.
+ *
+ * Alone: `npm run bench -- --only=policy` (add `--smoke` for a quick check).
+ */
+import { pathToFileURL } from 'node:url'
+import Fastify from 'fastify'
+import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import { ExponentialBackoff, SamplingBreaker, TimeoutStrategy, circuitBreaker, handleAll, retry, timeout, wrap } from 'cockatiel'
+import CircuitBreaker from 'opossum'
+import { measure } from 'mitata'
+import { resilience } from 'fastify-resilience'
+import type { BenchOptions, Section } from './lib/report.js'
+import { table, verdict } from './lib/report.js'
+import { fixed, integer, median, rotate, spread } from './lib/stats.js'
+import { barChart } from './lib/svg.js'
+
+const resolved = async (): Promise<string> => 'ok'
+
+interface Candidate {
+  name: string
+  run: () => Promise<unknown>
+}
+
+interface Group {
+  title: string
+  /** The candidate the others are divided by. */
+  baseline: string
+  candidates: Candidate[]
+}
+
+/** A route's handler as Fastify will call it, captured after route-policy wrapped it. */
+async function routeHandler (): Promise<{ handler: RouteHandlerMethod, close: () => Promise<void> }> {
+  const app = Fastify()
+  await app.register(resilience, { metrics: false, loadShedding: false, flags: false, fallback: false })
+  let handler: RouteHandlerMethod | undefined
+  app.addHook('onRoute', (route) => {
+    if (route.url === '/pipeline') handler = route.handler as RouteHandlerMethod
+  })
+  app.get('/pipeline', { config: { resilience: { timeoutMs: 2000, breaker: 'pipeline', retry: { maxRetries: 2 } } } }, resolved)
+  await app.ready()
+  if (handler === undefined) throw new Error('the /pipeline route was not seen')
+  return { handler, close: async () => await app.close() }
+}
+
+/**
+ * Stand-ins for what Fastify passes a handler: a fresh request per call (the
+ * pipeline keeps per-request state on it) and a reply that has not been sent.
+ */
+function callRoute (handler: RouteHandlerMethod, instance: unknown): Promise<unknown> {
+  const response = { destroyed: false, writableEnded: false, once () { return response } }
+  const request = { method: 'GET' } as unknown as FastifyRequest
+  const reply = { sent: false, raw: response, code () { return reply } } as unknown as FastifyReply
+  return handler.call(instance as never, request, reply) as Promise<unknown>
+}
+
+async function groups (): Promise<{ groups: Group[], close: () => Promise<void> }> {
+  const app = Fastify()
+  await app.register(resilience, { metrics: false, loadShedding: false, flags: false, fallback: false, retry: { maxRetries: 2 } })
+  await app.ready()
+  const ours = app.breaker('bench')
+  const oursWithTimeout = app.breaker('bench-timeout', { timeoutMs: 2000 })
+  const route = await routeHandler()
+
+  const cockatielBreaker = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new SamplingBreaker({ threshold: 0.6, duration: 10_000 }) })
+  const cockatielRetry = retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() })
+  const cockatielPipeline = wrap(
+    retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() }),
+    circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new SamplingBreaker({ threshold: 0.6, duration: 10_000 }) }),
+    timeout(2000, TimeoutStrategy.Aggressive)
+  )
+  const cockatielNoTimeout = wrap(
+    retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() }),
+    circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new SamplingBreaker({ threshold: 0.6, duration: 10_000 }) })
+  )
+  const opossum = new CircuitBreaker(resolved, { timeout: false, errorThresholdPercentage: 60, resetTimeout: 30_000 })
+  const opossumTimeout = new CircuitBreaker(resolved, { timeout: 2000, errorThresholdPercentage: 60, resetTimeout: 30_000 })
+  const signal = new AbortController().signal
+
+  return {
+    groups: [
+      {
+        title: 'Breaker',
+        baseline: 'cockatiel circuitBreaker',
+        candidates: [
+          { name: 'cockatiel circuitBreaker', run: async () => await cockatielBreaker.execute(resolved) },
+          { name: 'app.breaker().execute', run: async () => await ours.execute(resolved) },
+          { name: 'opossum fire()', run: async () => await opossum.fire() }
+        ]
+      },
+      {
+        title: 'Retry',
+        baseline: 'cockatiel retry',
+        candidates: [
+          { name: 'cockatiel retry', run: async () => await cockatielRetry.execute(resolved) },
+          { name: 'app.retry(fn)', run: async () => await app.retry(resolved) },
+          { name: 'app.retry(fn, { maxRetries, signal })', run: async () => await app.retry(resolved, { maxRetries: 2, signal }) }
+        ]
+      },
+      {
+        title: 'Pipeline: retry + breaker + timeout',
+        baseline: 'cockatiel wrap(retry, breaker, timeout)',
+        candidates: [
+          { name: 'cockatiel wrap(retry, breaker, timeout)', run: async () => await cockatielPipeline.execute(resolved) },
+          { name: 'cockatiel wrap(retry, breaker)', run: async () => await cockatielNoTimeout.execute(resolved) },
+          { name: 'route pipeline (retry, breaker, timeoutMs)', run: async () => await callRoute(route.handler, app) },
+          { name: 'app.retry(() => breaker with timeoutMs)', run: async () => await app.retry(async () => await oursWithTimeout.execute(resolved)) },
+          { name: 'opossum fire() with timeout', run: async () => await opossumTimeout.fire() }
+        ]
+      }
+    ],
+    close: async () => {
+      opossum.shutdown()
+      opossumTimeout.shutdown()
+      await route.close()
+      await app.close()
+    }
+  }
+}
+
+/** Operations per second of `run`, measured by mitata for about `cpuMs`. */
+async function opsPerSecond (run: () => Promise<unknown>, cpuMs: number): Promise<number> {
+  const stats = await measure(run, { min_cpu_time: cpuMs * 1e6, warmup_samples: 2, min_samples: 8 })
+  return 1e9 / stats.avg
+}
+
+/** Runs the policy benchmark and renders its section of RESULTS.md. */
+export async function policy (options: BenchOptions): Promise<Section> {
+  const rounds = options.smoke ? 1 : 7
+  const cpuMs = options.smoke ? 20 : 400
+  const { groups: all, close } = await groups()
+  const samples = new Map<string, number[]>()
+  const ratios = new Map<string, number[]>()
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const group of all) {
+        const measured = new Map<string, number>()
+        for (const candidate of rotate(group.candidates, round)) {
+          measured.set(candidate.name, await opsPerSecond(candidate.run, cpuMs))
+        }
+        const base = measured.get(group.baseline) as number
+        for (const [name, ops] of measured) {
+          samples.set(name, [...(samples.get(name) ?? []), ops])
+          ratios.set(name, [...(ratios.get(name) ?? []), ops / base])
+        }
+      }
+      options.log(`policy: round ${round + 1}/${rounds} done`)
+    }
+  } finally {
+    await close()
+  }
+
+  const opsOf = (name: string): number => median(samples.get(name) ?? [])
+  const ratioOf = (name: string): number => median(ratios.get(name) ?? [])
+  const tables = all.map((group) => [
+    `### ${group.title}`,
+    '',
+    table(['candidate', 'ops/s (median)', 'spread of rounds', `vs ${group.baseline}`], group.candidates.map((candidate) => [
+      candidate.name,
+      integer(opsOf(candidate.name)),
+      spread(samples.get(candidate.name) ?? [], integer),
+      `${fixed(ratioOf(candidate.name))}x`
+    ]))
+  ].join('\n'))
+
+  const breakerRatio = ratioOf('app.breaker().execute')
+  const retryRatio = ratioOf('app.retry(fn)')
+  const pipelineRatio = ratioOf('route pipeline (retry, breaker, timeoutMs)')
+  const targets = [
+    `- Breaker within 1.2x of raw cockatiel (ops/s ratio ≥ 0.83): ${fixed(breakerRatio)}x, ${verdict(breakerRatio >= 1 / 1.2)}.`,
+    `- Retry within 1.2x of raw cockatiel: ${fixed(retryRatio)}x, ${verdict(retryRatio >= 1 / 1.2)}.`,
+    `- Route pipeline with a timeout at least 10x faster than cockatiel's \`wrap(retry, breaker, timeout)\`: ${fixed(pipelineRatio)}x, ${verdict(pipelineRatio >= 10)}.`
+  ]
+  const chart = barChart('Policy cost around a resolved async function', 'ops/s, median of rounds', all.map((group) => ({
+    title: group.title,
+    bars: group.candidates.map((candidate) => ({ label: candidate.name, value: opsOf(candidate.name), note: integer(opsOf(candidate.name)) }))
+  })))
+  const markdown = [
+    `Each candidate runs an \`async () => 'ok'\` function through the policy, awaited one call at a time. mitata measures each candidate for about ${cpuMs} ms of CPU per round; ${rounds} rounds interleave the candidates (the order rotates each round). Ops/s are medians of the rounds; ratios are taken within each round, then the median is quoted.`,
+    '',
+    'Configurations: cockatiel 4 `circuitBreaker` with a `SamplingBreaker` (60 %, 10 s: the closest to our windowed ratio) and `retry` with 2 attempts and exponential backoff; `timeout(2000, Aggressive)`. Ours: the `resilience` plugin (breaker, retry with `maxRetries: 2`, metrics off). The route pipeline is the handler Fastify calls for a route with `timeoutMs: 2000, breaker, retry: { maxRetries: 2 }`, captured with an `onRoute` hook and called with minimal request/reply stand-ins. opossum 9 has no retry; its breaker appears with and without its timeout.',
+    '',
+    ...tables.flatMap((block) => [block, '']),
+    '**Targets**',
+    '',
+    ...targets,
+    '',
+    '![Policy cost chart](policy.svg)'
+  ].join('\n')
+  return {
+    title: 'Policy cost',
+    command: 'npm run bench -- --only=policy',
+    markdown,
+    charts: { 'policy.svg': chart },
+    headlines: [
+      `policy: breaker ${fixed(breakerRatio)}x and retry ${fixed(retryRatio)}x of raw cockatiel's ops/s; route pipeline with a timeout ${fixed(pipelineRatio)}x cockatiel's wrap(retry, breaker, timeout)`
+    ]
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const section = await policy({ smoke: process.argv.includes('--smoke'), log: (line) => console.error(line) })
+  console.log(section.markdown)
+}

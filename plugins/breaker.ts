@@ -4,7 +4,8 @@ import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { Breaker } from './lib/circuit.js'
 import { isServerFailure } from './lib/failure.js'
 import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/circuit.js'
-import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics-registry.js'
+import { collectedGauge, talliedCounter, useMetricsRegistry } from './lib/metrics-registry.js'
+import type { Tally } from './lib/metrics-registry.js'
 import { OptionReader } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
 
@@ -138,11 +139,13 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
   registerOnce(app, PLUGIN)
 
   const registry = useMetricsRegistry(app)
-  const calls = counter(registry, 'circuit_breaker_calls_total', {
+  // Counted with plain additions on the hot path, handed to prom-client at scrape time.
+  const calls = talliedCounter(registry, 'circuit_breaker_calls_total', {
     help: 'Calls through each circuit breaker, by result (success, failure, rejected).',
     labelNames: ['name', 'result']
   })
   const breakers = new Map<string, Breaker>()
+  const callTallies = new Map<Breaker, Record<CallResult, Tally<'name' | 'result'>>>()
   // The gauge is computed at scrape time, so it says half-open as soon as the
   // open period is over, with no timer running.
   const stopCollecting = collectedGauge(registry, 'circuit_breaker_state', {
@@ -153,7 +156,7 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
   })
 
   const observer: BreakerObserver = {
-    counted: (breaker: Breaker, result: CallResult) => calls.inc({ name: breaker.name, result }),
+    counted: (breaker: Breaker, result: CallResult) => { (callTallies.get(breaker) as Record<CallResult, Tally<'name' | 'result'>>)[result].count++ },
     opened: (breaker, reason) => {
       if ('isolated' in reason) app.log.warn({ breaker: breaker.name }, `circuit breaker "${breaker.name}" isolated`)
       // Only errors are handled (never results), so the reason carries the last error.
@@ -177,6 +180,11 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
     }
     const breaker = new Breaker(name, resolved, observer)
     breakers.set(name, breaker)
+    callTallies.set(breaker, {
+      success: calls.tally({ name, result: 'success' }),
+      failure: calls.tally({ name, result: 'failure' }),
+      rejected: calls.tally({ name, result: 'rejected' })
+    })
     return breaker
   }) as BreakerAccessor
   accessor.list = () => [...breakers.values()]
@@ -184,6 +192,7 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
 
   app.addHook('onClose', async () => {
     stopCollecting()
+    calls.stop()
     for (const breaker of breakers.values()) breaker.dispose()
   })
 }

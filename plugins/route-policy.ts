@@ -4,6 +4,7 @@ import type { BreakerOptions } from './breaker.js'
 import { TimeoutError } from './errors.js'
 import type { Breaker } from './lib/circuit.js'
 import { neverAborted } from './lib/abort.js'
+import { Deadlines } from './lib/deadlines.js'
 import { OptionReader, isPlainObject } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
 import type { RetrySettings } from './lib/retrier.js'
@@ -74,30 +75,33 @@ interface PipelineParts {
 /** Fallback → retry → breaker → per-attempt timeout → handler, built once per route. */
 function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
   const { handler, timeoutMs, retry, breaker, fallback, answered } = parts
+  // One timer for all the route's attempts (they share one duration).
+  const deadlines = timeoutMs === undefined ? undefined : new Deadlines(timeoutMs)
 
   async function attempt (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
     signals.startAttempt()
     try {
       const result = handler.call(instance, request, reply)
-      if (timeoutMs === undefined) return await result
-      let timer: NodeJS.Timeout | undefined
-      const expired = new Promise<unknown>((resolve, reject) => {
-        timer = setTimeout(() => {
+      if (deadlines === undefined) return await result
+      return await new Promise<unknown>((resolve, reject) => {
+        const deadline = deadlines.start(() => {
           // A handler that already replied and then lingers is done, as far as the client knows.
           if (reply.sent) {
             resolve(reply)
             return
           }
-          const error = new TimeoutError(timeoutMs)
+          const error = new TimeoutError(deadlines.ms)
           signals.abortAttempt(error)
           reject(error)
-        }, timeoutMs)
+        })
+        Promise.resolve(result).then((value) => {
+          deadline.cancel()
+          resolve(value)
+        }, (error: unknown) => {
+          deadline.cancel()
+          reject(error)
+        })
       })
-      try {
-        return await Promise.race([result, expired])
-      } finally {
-        clearTimeout(timer)
-      }
     } catch (error) {
       if (reply.sent && typeof error === 'object' && error !== null) answered.add(error)
       throw error

@@ -215,6 +215,8 @@ export async function closedLoop (options: ClosedLoopOptions): Promise<ClosedLoo
           response.on('error', () => resolve(false))
         })
         request.on('error', () => resolve(false))
+        // A server that never answers must not hang the benchmark.
+        request.setTimeout(30_000, () => request.destroy())
       })
       const now = performance.now()
       if (now >= countFrom && now < end) {

@@ -31,12 +31,19 @@ export interface BenchServer {
 const TSX_LOADER = fileURLToPath(import.meta.resolve('tsx'))
 
 /**
+ * Our export conditions, passed on: with `--conditions=fastify-resilience-source`
+ * (the test suite's smoke run) the server imports plugins/*.ts; without it
+ * (`npm run bench`, after a build) it imports dist/, like a user.
+ */
+const CONDITIONS = process.execArgv.filter((arg) => arg.startsWith('--conditions'))
+
+/**
  * Starts `script` (a TypeScript file calling {@link serveBenchApp}) in a new
- * Node process with tsx, the source export condition, and `env` added.
+ * Node process with tsx, our export conditions, and `env` added.
  * `nodeArgs` go before the script (e.g. `--cpu-prof`).
  */
 export async function startBenchServer (script: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchServer> {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, '--conditions=fastify-resilience-source', ...nodeArgs, script], {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, ...CONDITIONS, ...nodeArgs, script], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env }
   })
@@ -101,6 +108,10 @@ export async function serveBenchApp (build: () => Promise<FastifyInstance>): Pro
   }
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
+  const fail = (error: unknown): void => {
+    console.error(error)
+    process.exit(1)
+  }
   const close = async (): Promise<void> => {
     await app.close()
     process.disconnect?.()
@@ -108,8 +119,8 @@ export async function serveBenchApp (build: () => Promise<FastifyInstance>): Pro
   }
   process.on('message', (message: ParentMessage) => {
     if (message.type === 'cpu') reply({ type: 'cpu', cpu: process.cpuUsage() })
-    else void close()
+    else close().catch(fail)
   })
-  process.on('disconnect', () => { void close() })
+  process.on('disconnect', () => { close().catch(fail) })
   reply({ type: 'listening', port: address.port })
 }

@@ -71,30 +71,77 @@ export function histogram<L extends string> (registry: Registry, name: string, c
   return getOrCreate(registry, name, Histogram, (fullName) => new Histogram<L>({ ...config, name: fullName, registers: [registry] })) as Histogram<L>
 }
 
-type GaugeSource<L extends string> = (gauge: Gauge<L>) => void
-const gaugeSources = new WeakMap<Gauge, Set<GaugeSource<string>>>()
+type Source<M> = (metric: M) => void
+const metricSources = new WeakMap<object, Set<Source<never>>>()
+
+/**
+ * Adds `source` to the collectors of `metric`; `fresh` is the set its
+ * `collect` reads if the metric was created just now. Several apps sharing one
+ * user-supplied registry each add their own source.
+ */
+function addSource<M extends object> (metric: M, fresh: Set<Source<M>>, source: Source<M>): () => void {
+  let sources = metricSources.get(metric) as Set<Source<M>> | undefined
+  if (sources === undefined) {
+    sources = fresh
+    metricSources.set(metric, sources as Set<Source<never>>)
+  }
+  const added = sources
+  added.add(source)
+  return () => { added.delete(source) }
+}
 
 /**
  * A gauge whose values are computed at scrape time by `source` (prom-client's
- * `collect`), so it is always current without a timer. Several apps sharing one
- * user-supplied registry each add their own source. Returns a function that
+ * `collect`), so it is always current without a timer. Returns a function that
  * removes the source (call it in `onClose`).
  */
-export function collectedGauge<L extends string> (registry: Registry, name: string, config: Config<GaugeConfiguration<L>>, source: GaugeSource<L>): () => void {
-  const fresh = new Set<GaugeSource<string>>()
+export function collectedGauge<L extends string> (registry: Registry, name: string, config: Config<GaugeConfiguration<L>>, source: Source<Gauge<L>>): () => void {
+  const fresh = new Set<Source<Gauge<L>>>()
   const metric = gauge<L>(registry, name, {
     ...config,
     collect () {
-      for (const collect of fresh) collect(this as Gauge)
+      for (const collect of fresh) collect(this)
     }
-  }) as Gauge
-  let sources = gaugeSources.get(metric)
-  if (sources === undefined) {
-    // Created just now, with `fresh` as its collector's list.
-    sources = fresh
-    gaugeSources.set(metric, sources)
+  })
+  return addSource(metric, fresh, source)
+}
+
+/** Counts of one label set, added to on hot paths with plain arithmetic. */
+export interface Tally<L extends string> {
+  readonly labels: Partial<Record<L, string>>
+  count: number
+  /** What the counter has been given so far. */
+  reported: number
+}
+
+/**
+ * A counter fed from tallies at scrape time: hot paths do `tally.count++`
+ * (a few nanoseconds) instead of prom-client's `inc` with labels (hundreds),
+ * and each scrape adds what was counted since the last one. Returns a function
+ * that makes a tally for a label set, and one that stops collecting.
+ */
+export function talliedCounter<L extends string> (registry: Registry, name: string, config: Config<CounterConfiguration<L>>): { tally: (labels: Partial<Record<L, string>>) => Tally<L>, stop: () => void } {
+  const fresh = new Set<Source<Counter<L>>>()
+  const metric = counter<L>(registry, name, {
+    ...config,
+    collect () {
+      for (const collect of fresh) collect(this)
+    }
+  })
+  const tallies: Array<Tally<L>> = []
+  const stop = addSource(metric, fresh, (target) => {
+    for (const tally of tallies) {
+      const delta = tally.count - tally.reported
+      if (delta > 0) target.inc(tally.labels, delta)
+      tally.reported = tally.count
+    }
+  })
+  return {
+    tally (labels) {
+      const tally = { labels, count: 0, reported: 0 }
+      tallies.push(tally)
+      return tally
+    },
+    stop
   }
-  const added = sources
-  added.add(source as GaugeSource<string>)
-  return () => { added.delete(source as GaugeSource<string>) }
 }

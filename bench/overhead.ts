@@ -1,0 +1,144 @@
+/**
+ * Overhead (issue #10, part 1): a bare Fastify JSON route against the same
+ * route with the whole suite on. Each setup runs in a server process of its
+ * own; autocannon, in another process, sends a fixed number of requests per
+ * round; rounds interleave the setups. Reported: requests per second and the
+ * server's CPU time per request (process.cpuUsage() in the server, over the
+ * round's requests), medians of the rounds, and the ratios within each round.
+ *
+ * Alone: `npm run bench -- --only=overhead` (add `--smoke` for a quick check).
+ */
+import { execFile } from 'node:child_process'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
+import type { BenchOptions, Section } from './lib/report.js'
+import { table, verdict } from './lib/report.js'
+import type { BenchServer } from './lib/server-process.js'
+import { startBenchServer } from './lib/server-process.js'
+import { fixed, integer, median, percent, rotate, spread } from './lib/stats.js'
+import { barChart } from './lib/svg.js'
+
+const run = promisify(execFile)
+const SERVER = fileURLToPath(new URL('./overhead-server.ts', import.meta.url))
+const AUTOCANNON = fileURLToPath(import.meta.resolve('autocannon'))
+const SETUPS = ['bare', 'suite'] as const
+type Setup = (typeof SETUPS)[number]
+
+interface Round {
+  requestsPerSecond: number
+  /** Server CPU time per request, µs. */
+  cpuPerRequest: number
+  non2xx: number
+}
+
+interface AutocannonResult {
+  requests: { average: number, total: number }
+  duration: number
+  non2xx: number
+  errors: number
+  timeouts: number
+  '2xx': number
+}
+
+/** Sends `amount` requests with autocannon in its own process; its JSON report. */
+async function autocannon (url: string, amount: number, connections: number): Promise<AutocannonResult> {
+  const { stdout } = await run(process.execPath, [AUTOCANNON, '--json', '-c', String(connections), '-a', String(amount), `${url}/json`], { maxBuffer: 16 * 1024 * 1024 })
+  return JSON.parse(stdout) as AutocannonResult
+}
+
+async function measureRound (server: BenchServer, amount: number, connections: number): Promise<Round> {
+  const cpuBefore = await server.cpu()
+  const result = await autocannon(server.url, amount, connections)
+  const cpuAfter = await server.cpu()
+  const answered = result['2xx'] + result.non2xx
+  if (result.errors > 0 || result.timeouts > 0 || answered === 0) {
+    throw new Error(`autocannon saw ${result.errors} errors and ${result.timeouts} timeouts for ${answered} answers`)
+  }
+  return {
+    requestsPerSecond: answered / result.duration,
+    cpuPerRequest: (cpuAfter - cpuBefore) / answered,
+    non2xx: result.non2xx
+  }
+}
+
+/** Runs the overhead benchmark and renders its section of RESULTS.md. */
+export async function overhead (options: BenchOptions): Promise<Section> {
+  const rounds = options.smoke ? 1 : 7
+  const amount = options.smoke ? 2_000 : 100_000
+  const connections = 50
+  const servers = new Map<Setup, BenchServer>()
+  const results = new Map<Setup, Round[]>(SETUPS.map((setup) => [setup, []]))
+  const ratios: Array<{ throughput: number, cpu: number }> = []
+  try {
+    for (const setup of SETUPS) servers.set(setup, await startBenchServer(SERVER, { BENCH_SETUP: setup }))
+    // Warm-up (JIT, connection pools), not counted.
+    for (const setup of SETUPS) await measureRound(servers.get(setup) as BenchServer, Math.min(amount, 20_000), connections)
+    for (let round = 0; round < rounds; round++) {
+      const measured = new Map<Setup, Round>()
+      for (const setup of rotate(SETUPS, round)) {
+        const result = await measureRound(servers.get(setup) as BenchServer, amount, connections)
+        if (result.non2xx > 0) throw new Error(`${setup}: ${result.non2xx} answers were not 2xx`)
+        measured.set(setup, result)
+        results.get(setup)?.push(result)
+      }
+      const bare = measured.get('bare') as Round
+      const suite = measured.get('suite') as Round
+      ratios.push({ throughput: suite.requestsPerSecond / bare.requestsPerSecond, cpu: suite.cpuPerRequest / bare.cpuPerRequest })
+      options.log(`overhead: round ${round + 1}/${rounds}: bare ${integer(bare.requestsPerSecond)} req/s ${fixed(bare.cpuPerRequest, 1)} µs CPU, suite ${integer(suite.requestsPerSecond)} req/s ${fixed(suite.cpuPerRequest, 1)} µs CPU`)
+    }
+  } finally {
+    for (const server of servers.values()) await server.stop()
+  }
+
+  const of = (setup: Setup, pick: (round: Round) => number): number[] => (results.get(setup) ?? []).map(pick)
+  const throughputRatio = median(ratios.map((ratio) => ratio.throughput))
+  const cpuRatio = median(ratios.map((ratio) => ratio.cpu))
+  const rows = SETUPS.map((setup) => [
+    setup === 'bare' ? 'bare Fastify' : 'whole suite',
+    integer(median(of(setup, (round) => round.requestsPerSecond))),
+    spread(of(setup, (round) => round.requestsPerSecond), integer),
+    fixed(median(of(setup, (round) => round.cpuPerRequest)), 1),
+    spread(of(setup, (round) => round.cpuPerRequest), (value) => fixed(value, 1))
+  ])
+  const label = (setup: Setup): string => setup === 'bare' ? 'bare Fastify' : 'whole suite'
+  const medianOf = (setup: Setup, pick: (round: Round) => number): number => median(of(setup, pick))
+  const chart = barChart('Overhead: bare Fastify vs the whole suite', 'median of rounds', [
+    {
+      title: 'Requests per second',
+      bars: SETUPS.map((setup) => ({ label: label(setup), value: medianOf(setup, (round) => round.requestsPerSecond), note: `${integer(medianOf(setup, (round) => round.requestsPerSecond))} req/s` }))
+    },
+    {
+      title: 'Server CPU per request',
+      bars: SETUPS.map((setup) => ({ label: label(setup), value: medianOf(setup, (round) => round.cpuPerRequest), note: `${fixed(medianOf(setup, (round) => round.cpuPerRequest), 1)} µs` }))
+    }
+  ])
+  const markdown = [
+    `Setup: one JSON route (\`{ hello: 'world' }\`), logger off. *bare Fastify* has nothing else; *whole suite* registers the \`resilience\` umbrella (metrics with its \`/metrics\` endpoint, load shedding, flags, breaker, retry) and gives the route \`{ flag, timeoutMs: 2000, retry: { maxRetries: 2 }, breaker: 'database' }\` (see \`bench/overhead-server.ts\`). Each setup runs in a server process of its own; autocannon runs in a third process with ${connections} connections and sends ${integer(amount)} requests per round. A warm-up round per setup is discarded, then ${rounds} rounds alternate the setups (the order swaps each round). CPU per request is the server's \`process.cpuUsage()\` (user + system) over the round divided by its requests. Medians of the rounds; the ratios are taken within each round, then the median is quoted.`,
+    '',
+    table(['setup', 'req/s (median)', 'req/s spread', 'server CPU µs/request (median)', 'CPU spread'], rows),
+    '',
+    table(['ratio (median of rounds)', 'value', 'spread'], [
+      ['suite / bare throughput', percent(throughputRatio), spread(ratios.map((ratio) => ratio.throughput), (value) => percent(value))],
+      ['suite / bare CPU per request', percent(cpuRatio), spread(ratios.map((ratio) => ratio.cpu), (value) => percent(value))]
+    ]),
+    '',
+    '**Targets**',
+    '',
+    `- At least 95 % of bare Fastify's throughput: ${percent(throughputRatio)}, ${verdict(throughputRatio >= 0.95)}${throughputRatio >= 0.95 ? '' : ` by ${fixed((0.95 - throughputRatio) * 100, 1)} points`}.`,
+    `- At most 5 % more server CPU per request: ${percent(cpuRatio - 1)} more, ${verdict(cpuRatio <= 1.05)}${cpuRatio <= 1.05 ? '' : ` by ${fixed((cpuRatio - 1.05) * 100, 1)} points`}.`,
+    '',
+    '![Overhead chart](overhead.svg)'
+  ].join('\n')
+  return {
+    title: 'Overhead',
+    command: 'npm run bench -- --only=overhead',
+    markdown,
+    charts: { 'overhead.svg': chart },
+    headlines: [`overhead: the whole suite keeps ${percent(throughputRatio)} of bare Fastify's req/s, at ${percent(cpuRatio)} of its server CPU per request`]
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const section = await overhead({ smoke: process.argv.includes('--smoke'), log: (line) => console.error(line) })
+  console.log(section.markdown)
+}

@@ -86,3 +86,18 @@ test('a callback that throws does not stop the queue; the error surfaces like a 
   const [error] = await uncaught
   t.match(error, /boom/)
 })
+
+test('a long-lived deadline at the front does not make the queue keep every cancelled one behind it', async (t) => {
+  const clock = useFakeClock(t)
+  const deadlines = new Deadlines(100)
+  const expired: number[] = []
+  const started = Array.from({ length: 2000 }, (_, i) => deadlines.start(() => expired.push(i)))
+  for (const deadline of started.slice(1, 1500)) deadline.cancel()
+  const queueLength = (): number => (deadlines as unknown as { queue: unknown[] }).queue.length
+  t.equal(queueLength(), 2000, 'kept while the oldest is pending')
+  started[0]?.cancel()
+  t.equal(queueLength(), 500, 'the cancelled front is dropped at once')
+  await clock.tickAsync(100)
+  t.equal(expired.length, 500)
+  t.same([expired[0], expired.at(-1)], [1500, 1999])
+})

@@ -156,7 +156,7 @@ export class Breaker {
    * call is cut, counted as a failure, and its `signal` aborted.
    */
   async execute<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal = neverAborted): Promise<T> {
-    return await this.run(fn, signal, () => signal.aborted)
+    return await this.run(fn, signal, undefined)
   }
 
   /**
@@ -169,7 +169,8 @@ export class Breaker {
     return await this.run(fn, neverAborted, gaveUp)
   }
 
-  private async run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, gaveUp: () => boolean): Promise<T> {
+  /** `gaveUp` undefined: the caller gave up when `signal` aborted. */
+  private async run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, gaveUp: (() => boolean) | undefined): Promise<T> {
     const state = this.state
     if (state === 'open' || state === 'isolated' ||
         (state === 'half-open' && this.halfOpenCalls >= this.options.halfOpenMaxCalls)) {
@@ -177,7 +178,16 @@ export class Breaker {
     }
     if (state === 'half-open') this.halfOpenCalls++
     try {
-      const value = await this.policy.execute(async (context) => await this.attempt(fn, context.signal, gaveUp), signal)
+      const timeoutMs = this.options.timeoutMs
+      const value = await this.policy.execute(async (context) => {
+        try {
+          return timeoutMs === undefined ? await fn(context) : await callWithTimeout(fn, context.signal, timeoutMs)
+        } catch (error) {
+          // Not the dependency's fault: cockatiel's filter (counts) skips it.
+          if ((gaveUp === undefined ? signal.aborted : gaveUp()) && typeof error === 'object' && error !== null) this.abandoned.add(error)
+          throw error
+        }
+      }, signal)
       this.observer.counted(this, 'success')
       return value
     } catch (error) {
@@ -201,15 +211,6 @@ export class Breaker {
   dispose (): void {
     for (const listener of this.listeners) listener.dispose()
     this.listeners.length = 0
-  }
-
-  private async attempt<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, gaveUp: () => boolean): Promise<T> {
-    try {
-      return await callWithTimeout(fn, signal, this.options.timeoutMs)
-    } catch (error) {
-      if (gaveUp() && typeof error === 'object' && error !== null) this.abandoned.add(error)
-      throw error
-    }
   }
 
   private openRemainingMs (): number {

@@ -27,9 +27,22 @@ export class Deadlines {
     return deadline
   }
 
-  /** @internal Called by {@link Deadline.cancel}. */
+  /**
+   * @internal Called by {@link Deadline.cancel}. Cancelled deadlines at the
+   * front are dropped at once: calls mostly end in the order they started, so
+   * the queue holds little more than the calls in flight.
+   */
   cancelled (): void {
     this.pending--
+    const queue = this.queue
+    while (this.head < queue.length && !(queue[this.head] as Deadline).pending) this.head++
+    if (this.head === queue.length) {
+      this.queue = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > queue.length) {
+      this.queue = queue.slice(this.head)
+      this.head = 0
+    }
     if (this.pending === 0) this.timer?.unref()
   }
 
@@ -55,10 +68,6 @@ export class Deadlines {
       this.queue = []
       this.head = 0
       return
-    }
-    if (this.head > 1024) {
-      this.queue = queue.slice(this.head)
-      this.head = 0
     }
     this.arm(Math.max(1, (this.queue[this.head] as Deadline).at - now))
   }

@@ -29,6 +29,21 @@ export interface RetrySettings {
   policy: RetryPolicy
 }
 
+/** A retry context whose signal is built only if the function reads it. */
+class LazyContext implements RetryContext {
+  readonly attempt: number
+  private readonly resolve: () => AbortSignal
+
+  constructor (attempt: number, resolve: () => AbortSignal) {
+    this.attempt = attempt
+    this.resolve = resolve
+  }
+
+  get signal (): AbortSignal {
+    return this.resolve()
+  }
+}
+
 /** Thrown inside cockatiel's loop to end it without another attempt. */
 const stopRetrying = Symbol('stop retrying')
 
@@ -49,6 +64,7 @@ function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
  */
 export class Retrier {
   private readonly budgets = new Map<string, RetryBudget>()
+  private readonly retriesByOperation = new Map<string, { observe: (value: number) => void }>()
   private readonly retriesHistogram: Histogram<'operation'>
   private readonly budgetExhausted: Counter<'operation'>
   private readonly plugin: string
@@ -64,6 +80,16 @@ export class Retrier {
       help: 'Calls that failed without a retry because their operation\'s retry budget was spent.',
       labelNames: ['operation']
     })
+  }
+
+  /** The histogram child of an operation (prom-client hashes a label object on every plain `observe`). */
+  private retriesOf (operation: string): { observe: (value: number) => void } {
+    let child = this.retriesByOperation.get(operation)
+    if (child === undefined) {
+      child = this.retriesHistogram.labels({ operation })
+      this.retriesByOperation.set(operation, child)
+    }
+    return child
   }
 
   /** The operation's budget, created with the first settings it is used with. */
@@ -93,7 +119,7 @@ export class Retrier {
     resolved?.throwIfAborted()
     const budget = settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget)
     budget?.recordCall()
-    const startedAt = Date.now()
+    const startedAt = settings.maxElapsedMs === undefined ? 0 : Date.now()
     let backoff: IBackoff<unknown> | undefined
     let lastError: unknown
     let retries = 0
@@ -114,7 +140,7 @@ export class Retrier {
         retries = attempt
       }
       try {
-        return await fn(resolved === undefined ? { attempt, get signal () { return current() } } : { attempt, signal: resolved })
+        return await fn(resolved === undefined ? new LazyContext(attempt, current) : { attempt, signal: resolved })
       } catch (error) {
         lastError = error
         throw error
@@ -124,11 +150,11 @@ export class Retrier {
     try {
       const running = settings.policy.execute(attempt, resolved ?? neverAborted)
       // Nothing to race when no signal can abort.
-      const value = resolved === undefined || resolved === neverAborted ? await running : await untilAborted(running, resolved)
-      this.retriesHistogram.observe({ operation: settings.operation }, retries)
+      const value = await (resolved === undefined || resolved === neverAborted ? running : untilAborted(running, resolved))
+      this.retriesOf(settings.operation).observe(retries)
       return value
     } catch (error) {
-      this.retriesHistogram.observe({ operation: settings.operation }, retries)
+      this.retriesOf(settings.operation).observe(retries)
       if (resolved?.aborted === true) throw error
       if (stoppedBy === 'budget') {
         this.budgetExhausted.inc({ operation: settings.operation })

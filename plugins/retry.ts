@@ -177,12 +177,15 @@ const retryPlugin: FastifyPluginAsync<RetryPluginOptions> = async (app, rawOptio
   const retrier = new Retrier(useMetricsRegistry(app), PLUGIN)
   const defaultSettings = retrySettings(defaults)
 
-  const run: RetryFunction = async (fn, options) => {
-    if (typeof fn !== 'function') throw read.fail('fn', 'a function', fn)
-    if (options === undefined) return await retrier.run(defaultSettings, fn)
-    const signal = options.signal
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw read.fail('signal', 'an AbortSignal', signal)
-    return await retrier.run(retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults)), fn, signal)
+  // Not an async function: the common call goes straight to the retrier's promise.
+  const run: RetryFunction = (fn, options) => {
+    if (options === undefined && typeof fn === 'function') return retrier.run(defaultSettings, fn)
+    return (async () => {
+      if (typeof fn !== 'function') throw read.fail('fn', 'a function', fn)
+      const signal = options?.signal
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw read.fail('signal', 'an AbortSignal', signal)
+      return await retrier.run(retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults)), fn, signal)
+    })()
   }
   app.decorate('retry', run)
   app.decorate(kRetryInternals, { retrier, defaults } satisfies RetryInternals)

@@ -1,6 +1,7 @@
 import { CircuitState, ConstantBackoff, circuitBreaker, handleWhen } from 'cockatiel'
 import type { CircuitBreakerPolicy, FailureReason, IBackoff, IBackoffFactory, IDisposable, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { CircuitOpenError, withRetryAfter } from '../errors.js'
+import { neverAborted } from './abort.js'
 import { callWithTimeout } from './timeout.js'
 import type { CallContext } from './timeout.js'
 import { WindowRatioBreaker } from './window-breaker.js'
@@ -68,8 +69,6 @@ class RecordingBackoff implements IBackoffFactory<IHalfOpenAfterBackoffContext> 
     return { duration: step.duration, next: (context) => this.wrap(step.next(context)) }
   }
 }
-
-const neverAborted = new AbortController().signal
 
 /**
  * A named circuit breaker: cockatiel 4's `circuitBreaker` with gobreaker's rules.
@@ -179,15 +178,18 @@ export class Breaker {
     if (state === 'half-open') this.halfOpenCalls++
     try {
       const timeoutMs = this.options.timeoutMs
-      const value = await this.policy.execute(async (context) => {
-        try {
-          return timeoutMs === undefined ? await fn(context) : await callWithTimeout(fn, context.signal, timeoutMs)
-        } catch (error) {
-          // Not the dependency's fault: cockatiel's filter (counts) skips it.
-          if ((gaveUp === undefined ? signal.aborted : gaveUp()) && typeof error === 'object' && error !== null) this.abandoned.add(error)
-          throw error
-        }
-      }, signal)
+      // A caller that cannot give up and no timeout: cockatiel calls `fn` itself.
+      const value = timeoutMs === undefined && gaveUp === undefined && signal === neverAborted
+        ? await this.policy.execute(fn)
+        : await this.policy.execute(async (context) => {
+          try {
+            return timeoutMs === undefined ? await fn(context) : await callWithTimeout(fn, context.signal, timeoutMs)
+          } catch (error) {
+            // Not the dependency's fault: cockatiel's filter (counts) skips it.
+            if ((gaveUp === undefined ? signal.aborted : gaveUp()) && typeof error === 'object' && error !== null) this.abandoned.add(error)
+            throw error
+          }
+        }, signal)
       this.observer.counted(this, 'success')
       return value
     } catch (error) {

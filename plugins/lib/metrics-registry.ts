@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { CounterConfiguration, GaugeConfiguration, HistogramConfiguration, Metric } from 'prom-client'
 // The `app.metricsRegistry` decorator type is declared next to the metrics plugin.
 import type {} from '../metrics.js'
+import { TalliedHistogram } from './tallied-histogram.js'
 
 /** The metric name prefix chosen for each registry (see the metrics plugin's `prefix`). */
 const prefixes = new WeakMap<Registry, string>()
@@ -69,6 +70,14 @@ export function gauge<L extends string> (registry: Registry, name: string, confi
 /** The histogram `name` (prefix applied) of this registry, created on first use. */
 export function histogram<L extends string> (registry: Registry, name: string, config: Config<HistogramConfiguration<L>>): Histogram<L> {
   return getOrCreate(registry, name, Histogram, (fullName) => new Histogram<L>({ ...config, name: fullName, registers: [registry] })) as Histogram<L>
+}
+
+/**
+ * The histogram `name` (prefix applied) whose hot-path observations go through
+ * tallies (see {@link TalliedHistogram}), created on first use.
+ */
+export function talliedHistogram<L extends string> (registry: Registry, name: string, config: Config<HistogramConfiguration<L>> & { buckets: number[], labelNames: readonly L[] }): TalliedHistogram<L> {
+  return getOrCreate(registry, name, TalliedHistogram, (fullName) => new TalliedHistogram<L>({ ...config, name: fullName, registers: [registry] })) as TalliedHistogram<L>
 }
 
 type Source<M> = (metric: M) => void

@@ -1,9 +1,10 @@
 import { handleWhen, retry } from 'cockatiel'
 import type { IBackoff, IBackoffFactory, RetryPolicy } from 'cockatiel'
-import type { Counter, Histogram, Registry } from 'prom-client'
+import type { Counter, Registry } from 'prom-client'
 import { RetryExhaustedError } from '../errors.js'
 import { neverAborted, sleep, untilAborted } from './abort.js'
-import { counter, histogram } from './metrics-registry.js'
+import { counter, talliedHistogram } from './metrics-registry.js'
+import type { HistogramTally, TalliedHistogram } from './tallied-histogram.js'
 import { RetryBudget } from './retry-budget.js'
 import type { RetryBudgetSettings } from './retry-budget.js'
 
@@ -25,7 +26,7 @@ export interface RetrySettings {
   isRetryable: (error: unknown) => boolean
   operation: string
   budget: RetryBudgetSettings | false
-  /** cockatiel's retry loop for these settings. */
+  /** cockatiel's loop of the retries, after the first attempt fails (see {@link retryPolicy}). */
   policy: RetryPolicy
 }
 
@@ -47,9 +48,19 @@ class LazyContext implements RetryContext {
 /** Thrown inside cockatiel's loop to end it without another attempt. */
 const stopRetrying = Symbol('stop retrying')
 
-/** Builds cockatiel's retry loop: it retries what `isRetryable` accepts, never our stop signal. */
+/**
+ * Builds cockatiel's loop of the retries: the first attempt is called directly
+ * by {@link Retrier.run}, and only a retryable failure of it enters this loop,
+ * whose first call is the first retry; it then retries `maxRetries - 1` more
+ * times what `isRetryable` accepts, never our stop signal.
+ */
 export function retryPolicy (maxRetries: number, isRetryable: (error: unknown) => boolean): RetryPolicy {
-  return retry(handleWhen((error) => error !== stopRetrying && isRetryable(error)), { maxAttempts: maxRetries })
+  return retry(handleWhen((error) => error !== stopRetrying && isRetryable(error)), { maxAttempts: Math.max(0, maxRetries - 1) })
+}
+
+/** `value`, or rejected with the signal's reason as soon as it aborts; nothing to race without a signal that can abort. */
+async function unlessAborted<T> (value: PromiseLike<T> | T, signal: AbortSignal | undefined): Promise<T> {
+  return signal === undefined || signal === neverAborted ? await value : await untilAborted(Promise.resolve(value), signal)
 }
 
 function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
@@ -57,21 +68,22 @@ function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
 }
 
 /**
- * Runs functions with retries for one app: cockatiel's `retry` drives the
- * loop and the classification; delays come from a cockatiel backoff but are
+ * Runs functions with retries for one app: the first attempt is a plain call;
+ * after a retryable failure cockatiel's `retry` drives the loop and the
+ * classification; delays come from a cockatiel backoff but are
  * slept here, abortably (cockatiel's sleep ignores the signal); a per-operation
  * retry budget and a total deadline can end the loop early.
  */
 export class Retrier {
   private readonly budgets = new Map<string, RetryBudget>()
-  private readonly retriesByOperation = new Map<string, { observe: (value: number) => void }>()
-  private readonly retriesHistogram: Histogram<'operation'>
+  private readonly retriesByOperation = new Map<string, HistogramTally>()
+  private readonly retriesHistogram: TalliedHistogram<'operation'>
   private readonly budgetExhausted: Counter<'operation'>
   private readonly plugin: string
 
   constructor (registry: Registry, plugin: string) {
     this.plugin = plugin
-    this.retriesHistogram = histogram(registry, 'operation_retries', {
+    this.retriesHistogram = talliedHistogram(registry, 'operation_retries', {
       help: 'Retries per call of each operation (0 when the first attempt settled it).',
       labelNames: ['operation'],
       buckets: [0, 1, 2, 3, 5, 10]
@@ -82,14 +94,14 @@ export class Retrier {
     })
   }
 
-  /** The histogram child of an operation (prom-client hashes a label object on every plain `observe`). */
-  private retriesOf (operation: string): { observe: (value: number) => void } {
-    let child = this.retriesByOperation.get(operation)
-    if (child === undefined) {
-      child = this.retriesHistogram.labels({ operation })
-      this.retriesByOperation.set(operation, child)
+  /** The histogram tally of an operation. */
+  private retriesOf (operation: string): HistogramTally {
+    let tally = this.retriesByOperation.get(operation)
+    if (tally === undefined) {
+      tally = this.retriesHistogram.tally({ operation })
+      this.retriesByOperation.set(operation, tally)
     }
-    return child
+    return tally
   }
 
   /** The operation's budget, created with the first settings it is used with. */
@@ -116,17 +128,32 @@ export class Retrier {
   async run<T>(settings: RetrySettings, fn: RetryableFunction<T>, signal: AbortSignal | (() => AbortSignal) = neverAborted): Promise<T> {
     let resolved = typeof signal === 'function' ? undefined : signal
     const current = (): AbortSignal => (resolved ??= (signal as () => AbortSignal)())
+    const contextOf = (attempt: number): RetryContext => resolved === undefined ? new LazyContext(attempt, current) : { attempt, signal: resolved }
     resolved?.throwIfAborted()
     const budget = settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget)
     budget?.recordCall()
     const startedAt = settings.maxElapsedMs === undefined ? 0 : Date.now()
-    let backoff: IBackoff<unknown> | undefined
+    const retriesOf = this.retriesOf(settings.operation)
     let lastError: unknown
     let retries = 0
     let stoppedBy: 'budget' | 'deadline' | undefined
 
-    const attempt = async ({ attempt }: { attempt: number }): Promise<T> => {
-      if (attempt > 0) {
+    try {
+      // The first attempt, called directly: most calls end here, at the cost
+      // of one call. A retryable failure hands over to cockatiel's loop.
+      try {
+        const result = fn(contextOf(0))
+        const value = await (resolved === undefined || resolved === neverAborted ? result : untilAborted(Promise.resolve(result), resolved))
+        retriesOf.observe(0)
+        return value
+      } catch (error) {
+        lastError = error
+        if (resolved?.aborted === true || settings.maxRetries === 0 || !settings.isRetryable(error)) throw error
+      }
+
+      let backoff: IBackoff<unknown> | undefined
+      const retry = async ({ attempt: loopAttempt }: { attempt: number }): Promise<T> => {
+        const attempt = loopAttempt + 1
         backoff = backoff === undefined ? settings.backoff.next(undefined) : backoff.next(undefined)
         if (settings.maxElapsedMs !== undefined && Date.now() - startedAt + backoff.duration > settings.maxElapsedMs) {
           stoppedBy = 'deadline'
@@ -138,23 +165,18 @@ export class Retrier {
         }
         await sleep(backoff.duration, current())
         retries = attempt
+        try {
+          return await fn(contextOf(attempt))
+        } catch (error) {
+          lastError = error
+          throw error
+        }
       }
-      try {
-        return await fn(resolved === undefined ? new LazyContext(attempt, current) : { attempt, signal: resolved })
-      } catch (error) {
-        lastError = error
-        throw error
-      }
-    }
-
-    try {
-      const running = settings.policy.execute(attempt, resolved ?? neverAborted)
-      // Nothing to race when no signal can abort.
-      const value = await (resolved === undefined || resolved === neverAborted ? running : untilAborted(running, resolved))
-      this.retriesOf(settings.operation).observe(retries)
+      const value = await unlessAborted(settings.policy.execute(retry, resolved ?? neverAborted), resolved)
+      retriesOf.observe(retries)
       return value
     } catch (error) {
-      this.retriesOf(settings.operation).observe(retries)
+      retriesOf.observe(retries)
       if (resolved?.aborted === true) throw error
       if (stoppedBy === 'budget') {
         this.budgetExhausted.inc({ operation: settings.operation })

@@ -108,22 +108,24 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
     }
   }
 
-  async function guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
-    if (breaker === undefined) return await attempt(instance, request, reply, signals)
-    return await breaker.executeWatching(async () => await attempt(instance, request, reply, signals), () => signals.clientGone)
+  // guarded and retried hand promises through without an async layer of their
+  // own: everything they call is async and never throws synchronously.
+  function guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    if (breaker === undefined) return attempt(instance, request, reply, signals)
+    return breaker.executeWatching(() => attempt(instance, request, reply, signals), () => signals.clientGone)
   }
 
-  async function retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+  function retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
     if (retry === undefined || !(retry.allowNonIdempotent || IDEMPOTENT_METHODS.has(request.method))) {
-      return await guarded(instance, request, reply, signals)
+      return guarded(instance, request, reply, signals)
     }
     // The client signal is built only if a retry is needed: most calls succeed at once.
-    return await retry.internals.retrier.run(retry.settings, async () => await guarded(instance, request, reply, signals), () => signals.client)
+    return retry.internals.retrier.run(retry.settings, () => guarded(instance, request, reply, signals), () => signals.client)
   }
 
   return async function resilientHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     const signals = signalsOf(request, reply)
-    if (fallback === undefined) return await retried(this, request, reply, signals)
+    if (fallback === undefined) return retried(this, request, reply, signals)
     try {
       return await retried(this, request, reply, signals)
     } catch (error) {

@@ -51,9 +51,10 @@ export const config: TestRunConfig = {
   typecheck: true,
   timeout: 120,
   jobs: 2,
-  // The example app's, the launcher's and the package's tests exercise the
-  // app and the tooling; the library's own tests must cover it by themselves.
-  coverageMap: (testFile) => /^test\/(example-|launcher|package)/.test(testFile) ? null : ['plugins/**/*.ts'],
+  // The example app's, the launcher's, the package's and the benchmarks'
+  // tests exercise the app and the tooling; the library's own tests must
+  // cover it by themselves.
+  coverageMap: (testFile) => /^test\/(example-|launcher|package|bench-)/.test(testFile) ? null : ['plugins/**/*.ts'],
   coverageReport: 'text',
   nodeArgs: ['--conditions=fastify-resilience-source']
 }

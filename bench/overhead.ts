@@ -8,9 +8,9 @@
  *
  * Alone: `npm run bench -- --only=overhead` (add `--smoke` for a quick check).
  */
-import { execFile } from 'node:child_process'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { promisify } from 'node:util'
+import type { LoadClient } from './lib/load-client.js'
+import { startLoadClient } from './lib/load-client.js'
 import type { BenchOptions, Section } from './lib/report.js'
 import { table, verdict } from './lib/report.js'
 import type { BenchServer } from './lib/server-process.js'
@@ -18,9 +18,7 @@ import { startBenchServer } from './lib/server-process.js'
 import { fixed, integer, median, percent, rotate, spread } from './lib/stats.js'
 import { barChart } from './lib/svg.js'
 
-const run = promisify(execFile)
 const SERVER = fileURLToPath(new URL('./overhead-server.ts', import.meta.url))
-const AUTOCANNON = fileURLToPath(import.meta.resolve('autocannon'))
 const SETUPS = ['bare', 'suite'] as const
 type Setup = (typeof SETUPS)[number]
 
@@ -28,56 +26,40 @@ interface Round {
   requestsPerSecond: number
   /** Server CPU time per request, µs. */
   cpuPerRequest: number
-  non2xx: number
 }
 
-interface AutocannonResult {
-  requests: { average: number, total: number }
-  duration: number
-  non2xx: number
-  errors: number
-  timeouts: number
-  '2xx': number
-}
-
-/** Sends `amount` requests with autocannon in its own process; its JSON report. */
-async function autocannon (url: string, amount: number, connections: number): Promise<AutocannonResult> {
-  const { stdout } = await run(process.execPath, [AUTOCANNON, '--json', '-c', String(connections), '-a', String(amount), `${url}/json`], { maxBuffer: 16 * 1024 * 1024 })
-  return JSON.parse(stdout) as AutocannonResult
-}
-
-async function measureRound (server: BenchServer, amount: number, connections: number): Promise<Round> {
+async function measureRound (client: LoadClient, server: BenchServer, amount: number, connections: number): Promise<Round> {
   const cpuBefore = await server.cpu()
-  const result = await autocannon(server.url, amount, connections)
+  const result = await client.run({ url: `${server.url}/json`, amount, connections })
   const cpuAfter = await server.cpu()
-  const answered = result['2xx'] + result.non2xx
-  if (result.errors > 0 || result.timeouts > 0 || answered === 0) {
-    throw new Error(`autocannon saw ${result.errors} errors and ${result.timeouts} timeouts for ${answered} answers`)
+  const answered = result.ok + result.non2xx
+  if (result.errors > 0 || result.timeouts > 0 || result.non2xx > 0 || answered === 0) {
+    throw new Error(`autocannon saw ${result.errors} errors, ${result.timeouts} timeouts and ${result.non2xx} non-2xx answers for ${answered} answers`)
   }
   return {
-    requestsPerSecond: answered / result.duration,
-    cpuPerRequest: (cpuAfter - cpuBefore) / answered,
-    non2xx: result.non2xx
+    requestsPerSecond: answered / result.seconds,
+    cpuPerRequest: (cpuAfter - cpuBefore) / answered
   }
 }
 
 /** Runs the overhead benchmark and renders its section of RESULTS.md. */
 export async function overhead (options: BenchOptions): Promise<Section> {
-  const rounds = options.smoke ? 1 : 7
-  const amount = options.smoke ? 2_000 : 100_000
+  const rounds = options.smoke ? 1 : 25
+  const amount = options.smoke ? 2_000 : 20_000
   const connections = 50
   const servers = new Map<Setup, BenchServer>()
   const results = new Map<Setup, Round[]>(SETUPS.map((setup) => [setup, []]))
   const ratios: Array<{ throughput: number, cpu: number }> = []
+  // Two cores: the load generator on the first, the servers on the second.
+  const client = await startLoadClient(0)
   try {
-    for (const setup of SETUPS) servers.set(setup, await startBenchServer(SERVER, { BENCH_SETUP: setup }))
-    // Warm-up (JIT, connection pools), not counted.
-    for (const setup of SETUPS) await measureRound(servers.get(setup) as BenchServer, Math.min(amount, 20_000), connections)
+    for (const setup of SETUPS) servers.set(setup, await startBenchServer(SERVER, { BENCH_SETUP: setup }, [], 1))
+    // Warm-up (JIT, connections), not counted.
+    for (const setup of SETUPS) await measureRound(client, servers.get(setup) as BenchServer, amount * 2, connections)
     for (let round = 0; round < rounds; round++) {
       const measured = new Map<Setup, Round>()
       for (const setup of rotate(SETUPS, round)) {
-        const result = await measureRound(servers.get(setup) as BenchServer, amount, connections)
-        if (result.non2xx > 0) throw new Error(`${setup}: ${result.non2xx} answers were not 2xx`)
+        const result = await measureRound(client, servers.get(setup) as BenchServer, amount, connections)
         measured.set(setup, result)
         results.get(setup)?.push(result)
       }
@@ -88,6 +70,7 @@ export async function overhead (options: BenchOptions): Promise<Section> {
     }
   } finally {
     for (const server of servers.values()) await server.stop()
+    await client.stop()
   }
 
   const of = (setup: Setup, pick: (round: Round) => number): number[] => (results.get(setup) ?? []).map(pick)
@@ -113,7 +96,7 @@ export async function overhead (options: BenchOptions): Promise<Section> {
     }
   ])
   const markdown = [
-    `Setup: one JSON route (\`{ hello: 'world' }\`), logger off. *bare Fastify* has nothing else; *whole suite* registers the \`resilience\` umbrella (metrics with its \`/metrics\` endpoint, load shedding, flags, breaker, retry) and gives the route \`{ flag, timeoutMs: 2000, retry: { maxRetries: 2 }, breaker: 'database' }\` (see \`bench/overhead-server.ts\`). Each setup runs in a server process of its own; autocannon runs in a third process with ${connections} connections and sends ${integer(amount)} requests per round. A warm-up round per setup is discarded, then ${rounds} rounds alternate the setups (the order swaps each round). CPU per request is the server's \`process.cpuUsage()\` (user + system) over the round divided by its requests. Medians of the rounds; the ratios are taken within each round, then the median is quoted.`,
+    `Setup: one JSON route (\`{ hello: 'world' }\`), logger off. *bare Fastify* has nothing else; *whole suite* registers the \`resilience\` umbrella (metrics with its \`/metrics\` endpoint, load shedding, flags, breaker, retry) and gives the route \`{ flag, timeoutMs: 2000, retry: { maxRetries: 2 }, breaker: 'database' }\` (see \`bench/overhead-server.ts\`). Each setup runs in a server process of its own, pinned to the second core (\`taskset\`); autocannon runs in a third, long-lived process pinned to the first core, with ${connections} connections, and sends ${integer(amount)} requests per round (elapsed time ends at the last response). A warm-up round per setup is discarded, then ${rounds} short rounds alternate the setups (the order swaps each round), so that the machine's slow swings in speed hit both alike. CPU per request is the server's \`process.cpuUsage()\` (user + system) over the round divided by its requests. Medians of the rounds; the ratios are taken within each round, then the median is quoted.`,
     '',
     table(['setup', 'req/s (median)', 'req/s spread', 'server CPU µs/request (median)', 'CPU spread'], rows),
     '',

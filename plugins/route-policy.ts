@@ -104,6 +104,8 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
       })
     } catch (error) {
       if (reply.sent && typeof error === 'object' && error !== null) answered.add(error)
+      // The client went away: not the dependency's fault.
+      if (breaker !== undefined && signals.clientGone) breaker.abandon(error)
       throw error
     }
   }
@@ -112,7 +114,7 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
   // own: everything they call is async and never throws synchronously.
   function guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
     if (breaker === undefined) return attempt(instance, request, reply, signals)
-    return breaker.executeWatching(() => attempt(instance, request, reply, signals), () => signals.clientGone)
+    return breaker.execute(() => attempt(instance, request, reply, signals))
   }
 
   function retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {

@@ -389,3 +389,44 @@ test('the route pipeline works with the plugins registered one by one', async (t
   await twice.register(routePolicy)
   await t.rejects(async () => { await twice.register(routePolicy) }, /fastify-resilience-route-policy has already been registered/)
 })
+
+test('an attempt that fails because the client went away does not count against the breaker', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(resilience, { metrics: false, loadShedding: false, flags: false })
+  const errorsSeen: string[] = []
+  const failedOnce = { watching: deferred(), plain: deferred(), normal: deferred() }
+  app.addHook('onError', async (request) => {
+    const path = request.url.slice(1) as keyof typeof failedOnce
+    errorsSeen.push(path)
+    failedOnce[path].resolve()
+  })
+  const breakerOptions = { name: 'gone', minimumCalls: 1, failureRatio: 0.5 }
+  // Reads its signal: the pipeline learns of the disconnect from its watcher.
+  app.get('/watching', { config: { resilience: { breaker: breakerOptions, retry: { maxRetries: 1 } } } }, async (request) => {
+    const signal = request.attemptSignal
+    await new Promise((resolve) => signal.addEventListener('abort', resolve))
+    throw unavailable()
+  })
+  // Never reads it: the pipeline sees a destroyed, unfinished response.
+  app.get('/plain', { config: { resilience: { breaker: breakerOptions } } }, async (request, reply) => {
+    await new Promise((resolve) => reply.raw.once('close', resolve))
+    throw unavailable()
+  })
+  app.get('/normal', { config: { resilience: { breaker: breakerOptions } } }, async () => { throw unavailable() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  for (const path of ['/watching', '/plain']) {
+    const client = httpRequest({ host: '127.0.0.1', port, path, agent: false })
+    client.on('error', () => {})
+    client.end()
+    client.on('socket', (socket) => socket.once('connect', () => setImmediate(() => client.destroy())))
+    await failedOnce[path.slice(1) as keyof typeof failedOnce].promise
+  }
+  t.same(app.breaker('gone').toJSON().window, { calls: 0, failures: 0 }, 'neither failure counted')
+  t.equal(app.breaker('gone').state, 'closed')
+  t.equal((await get(port, '/normal')).status, 503)
+  await failedOnce.normal.promise
+  t.equal(app.breaker('gone').state, 'open', 'while a client that waits for the same failure opens it')
+  t.same(errorsSeen, ['watching', 'plain', 'normal'])
+})

@@ -4,7 +4,7 @@
  * the child script calls {@link serveBenchApp}. They talk over Node's IPC
  * channel: the child reports its port, and reports its CPU time on request.
  */
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
@@ -42,8 +42,10 @@ const CONDITIONS = process.execArgv.filter((arg) => arg.startsWith('--conditions
  * Node process with tsx, our export conditions, and `env` added.
  * `nodeArgs` go before the script (e.g. `--cpu-prof`).
  */
-export async function startBenchServer (script: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchServer> {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, ...CONDITIONS, ...nodeArgs, script], {
+export async function startBenchServer (script: string, env: Record<string, string> = {}, nodeArgs: string[] = [], cpu?: number): Promise<BenchServer> {
+  const command = [process.execPath, '--import', TSX_LOADER, ...CONDITIONS, ...nodeArgs, script]
+  const [file, ...args] = cpu === undefined ? command : pinned(cpu, command)
+  const child = spawn(file as string, args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...env }
   })
@@ -71,6 +73,23 @@ export async function startBenchServer (script: string, env: Record<string, stri
     }
   }
 }
+
+/**
+ * `command` run on CPU `cpu` only (Linux `taskset`), so that the server and the
+ * load generator do not take turns on the same core; unchanged without taskset.
+ */
+export function pinned (cpu: number, command: string[]): string[] {
+  return hasTaskset ? ['taskset', '-c', String(cpu), ...command] : command
+}
+
+const hasTaskset = (() => {
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+})()
 
 function send (child: ChildProcess, message: ParentMessage): void {
   child.send(message)

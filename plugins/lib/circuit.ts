@@ -156,21 +156,21 @@ export class Breaker {
    */
   execute<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal = neverAborted): Promise<T> {
     // Not async itself: one promise less per call.
-    return this.run(fn, signal, undefined)
+    return this.run(fn, signal)
   }
 
   /**
-   * `execute` for a caller that has no signal to give, only a way to tell
-   * afterwards whether it had gone away (the route pipeline checks its
-   * response): a failure seen after `gaveUp()` is not counted.
+   * Marks `error` as the fault of a caller that had gone away, not of the
+   * dependency: it is then not counted. For callers without a signal to give
+   * (the route pipeline checks its response), from inside `fn`, before the
+   * error leaves it.
    * @internal
    */
-  executeWatching<T>(fn: (context: CallContext) => PromiseLike<T> | T, gaveUp: () => boolean): Promise<T> {
-    return this.run(fn, neverAborted, gaveUp)
+  abandon (error: unknown): void {
+    if (typeof error === 'object' && error !== null) this.abandoned.add(error)
   }
 
-  /** `gaveUp` undefined: the caller gave up when `signal` aborted. */
-  private run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, gaveUp: (() => boolean) | undefined): Promise<T> {
+  private run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal): Promise<T> {
     const state = this.state
     if (state === 'open' || state === 'isolated' ||
         (state === 'half-open' && this.halfOpenCalls >= this.options.halfOpenMaxCalls)) {
@@ -179,14 +179,14 @@ export class Breaker {
     if (state === 'half-open') this.halfOpenCalls++
     const timeoutMs = this.options.timeoutMs
     // A caller that cannot give up and no timeout: cockatiel calls `fn` itself.
-    const running = timeoutMs === undefined && gaveUp === undefined && signal === neverAborted
+    const running = timeoutMs === undefined && signal === neverAborted
       ? this.policy.execute(fn)
       : this.policy.execute(async (context) => {
         try {
           return timeoutMs === undefined ? await fn(context) : await callWithTimeout(fn, context.signal, timeoutMs)
         } catch (error) {
           // Not the dependency's fault: cockatiel's filter (counts) skips it.
-          if ((gaveUp === undefined ? signal.aborted : gaveUp()) && typeof error === 'object' && error !== null) this.abandoned.add(error)
+          if (signal.aborted) this.abandon(error)
           throw error
         }
       }, signal)

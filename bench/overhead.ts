@@ -42,6 +42,20 @@ async function measureRound (client: LoadClient, server: BenchServer, amount: nu
   }
 }
 
+/** What RESULTS.md says when a target is missed: what was profiled and changed, and what is left. */
+const TRIED = [
+  '**What was tried.** The suite server was profiled with `--cpu-prof` under this load (`startBenchServer` takes Node flags), and the policy cost benchmark below was used to follow each change. Changes made on the hot path:',
+  '',
+  '- the route pipeline builds its client `AbortSignal` only when a retry is about to happen (building one per request was about half the pipeline\'s cost), and a departed client\'s errors are marked for the breaker instead of being watched through a signal;',
+  '- per-attempt timeouts of a route share one timer (`plugins/lib/deadlines.ts`: a queue per duration) instead of a `setTimeout`/`clearTimeout` pair and a `Promise.race` per request;',
+  '- breaker call counts and the `operation_retries` histogram are plain additions on the hot path, folded into prom-client at scrape time (prom-client validates and hashes the labels on every `inc`/`observe`);',
+  '- the retrier calls the first attempt itself and hands over to cockatiel\'s retry loop only after a retryable failure; the breaker lets cockatiel call the function directly and settles through two callbacks made once per breaker; the pipeline\'s steps pass promises through without async layers of their own;',
+  '- load shedding releases its slot through one shared `close` listener added with `on` (no `once` wrapper per request).',
+  '',
+  'What is left is mostly structural: each request still goes through cockatiel\'s `retry` and `circuitBreaker` executors (two async layers each), the pipeline\'s own async steps and the per-route deadline, a route-level `onRequest` hook for the flag and the global one for shedding, and three clock reads (deadline, retry budget bucket, breaker window). Against a route that does nothing but return a literal, these few microseconds are a visible share of Fastify\'s own cost per request; against a handler that queries a database they are not. Reaching 5 % would mean leaving cockatiel out of the success path, which this suite is built on.',
+  ''
+]
+
 /** Runs the overhead benchmark and renders its section of RESULTS.md. */
 export async function overhead (options: BenchOptions): Promise<Section> {
   const rounds = options.smoke ? 1 : 25
@@ -110,6 +124,7 @@ export async function overhead (options: BenchOptions): Promise<Section> {
     `- At least 95 % of bare Fastify's throughput: ${percent(throughputRatio)}, ${verdict(throughputRatio >= 0.95)}${throughputRatio >= 0.95 ? '' : ` by ${fixed((0.95 - throughputRatio) * 100, 1)} points`}.`,
     `- At most 5 % more server CPU per request: ${percent(cpuRatio - 1)} more, ${verdict(cpuRatio <= 1.05)}${cpuRatio <= 1.05 ? '' : ` by ${fixed((cpuRatio - 1.05) * 100, 1)} points`}.`,
     '',
+    ...(throughputRatio >= 0.95 && cpuRatio <= 1.05 ? [] : TRIED),
     '![Overhead chart](overhead.svg)'
   ].join('\n')
   return {

@@ -189,6 +189,9 @@ export async function policy (options: BenchOptions): Promise<Section> {
     '',
     ...targets,
     '',
+    ...(breakerRatio >= 1 / 1.2 && retryRatio >= 1 / 1.2 && pipelineRatio >= 10
+      ? []
+      : ['**Where a target is missed**: the changes made to the hot path are listed under *What was tried* in the overhead section. What remains on top of raw cockatiel is bookkeeping done on every call: for the breaker, the state check (refusals are decided before cockatiel, to answer with `Retry-After`) and the call count; for retry, the retry budget (a clock read per call), the per-operation lookups and the histogram tally; for the pipeline, the per-request signals holder, the deadline and the async steps between the policies.', '']),
     '![Policy cost chart](policy.svg)'
   ].join('\n')
   return {

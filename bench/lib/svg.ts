@@ -24,9 +24,11 @@ function escape (text: string): string {
  * same label share a colour across groups.
  */
 export function barChart (title: string, unit: string, groups: readonly BarGroup[]): string {
-  const width = 760
-  const labelWidth = 250
+  // About 7 px per character of 12 px sans-serif: wide enough for the longest label.
+  const longest = Math.max(...groups.flatMap((group) => group.bars.map((bar) => bar.label.length)), 10)
+  const labelWidth = Math.ceil(longest * 7 + 16)
   const noteWidth = 130
+  const width = labelWidth + noteWidth + 420
   const barHeight = 18
   const gap = 6
   const groupGap = 14

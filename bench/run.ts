@@ -6,8 +6,9 @@
  *   npm run bench -- --only=policy         one of overhead, policy, overload (comma-separated)
  *   npm run bench -- --smoke --out=<dir>   a second or two each, judging nothing (the test suite's check)
  *
- * A full run writes bench/RESULTS.md; `--out=<dir>` writes there instead
- * (smoke runs write nothing without it). Benchmarks never judge speed in tests.
+ * A full run writes bench/RESULTS.md; `--out=<dir>` writes there instead;
+ * otherwise (`--only`, `--smoke`) the results go to stdout. Benchmarks never
+ * judge speed in tests.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -32,7 +33,11 @@ const names = values.only === undefined ? Object.keys(BENCHMARKS) : values.only.
 for (const name of names) {
   if (!(name in BENCHMARKS)) throw new TypeError(`--only: unknown benchmark "${name}" (known: ${Object.keys(BENCHMARKS).join(', ')})`)
 }
-const outDir = values.out !== undefined ? resolve(values.out) : values.smoke ? undefined : fileURLToPath(new URL('.', import.meta.url))
+// bench/RESULTS.md is written by a full run only: a partial or smoke run
+// prints its sections instead, unless given a folder of its own.
+const outDir = values.out !== undefined
+  ? resolve(values.out)
+  : values.smoke || values.only !== undefined ? undefined : fileURLToPath(new URL('.', import.meta.url))
 
 const started = new Date()
 const options: BenchOptions = { smoke: values.smoke, log: (line) => console.error(line) }
@@ -67,5 +72,7 @@ if (outDir !== undefined) {
     for (const [file, svg] of Object.entries(section.charts)) writeFileSync(join(outDir, file), svg)
   }
   console.error(`wrote ${join(outDir, 'RESULTS.md')}`)
+  console.log(headlines.join('\n'))
+} else {
+  console.log(document)
 }
-console.log(headlines.join('\n'))

@@ -183,7 +183,7 @@ export class Breaker {
       ? this.policy.execute(fn)
       : this.policy.execute(async (context) => {
         try {
-          return timeoutMs === undefined ? await fn(context) : await callWithTimeout(fn, context.signal, timeoutMs)
+          return await (timeoutMs === undefined ? fn(context) : callWithTimeout(fn, context.signal, timeoutMs))
         } catch (error) {
           // Not the dependency's fault: cockatiel's filter (counts) skips it.
           if (signal.aborted) this.abandon(error)

@@ -8,7 +8,7 @@
  *
  * Alone: `npm run bench -- --only=overhead` (add `--smoke` for a quick check).
  */
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import type { LoadClient } from './lib/load-client.js'
 import { startLoadClient } from './lib/load-client.js'
 import type { BenchOptions, Section } from './lib/report.js'
@@ -134,9 +134,4 @@ export async function overhead (options: BenchOptions): Promise<Section> {
     charts: { 'overhead.svg': chart },
     headlines: [`overhead: the whole suite keeps ${percent(throughputRatio)} of bare Fastify's req/s, at ${percent(cpuRatio)} of its server CPU per request`]
   }
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const section = await overhead({ smoke: process.argv.includes('--smoke'), log: (line) => console.error(line) })
-  console.log(section.markdown)
 }

@@ -5,11 +5,10 @@
  * no protection, (b) with @fastify/under-pressure as its README configures it,
  * (c) with this library's load shedding, its limit matched to the pool.
  *
- * Alone: `tsx --conditions=fastify-resilience-source bench/overload.ts [--smoke]`
- * prints the markdown.
+ * Alone: `npm run bench -- --only=overload` (add `--smoke` for a quick check).
  */
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { startPostgres } from '../local-services/index.js'
 import { barChart } from './lib/svg.js'
@@ -350,15 +349,4 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
       `overload 4x: load shedding goodput ${percent(goodputShare, 0)} of capacity (no protection ${percent(none.goodput / capacity, 0)}, under-pressure ${percent(pressure.goodput / capacity, 0)}), p99 ${fixed(p99Ratio, 1)}x of 1x`
     ]
   }
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const smoke = process.argv.includes('--smoke')
-  overload({ smoke, log: (line) => console.error(line) }).then((section) => {
-    console.log(`## ${section.title}\n\n\`${section.command}\`\n\n${section.markdown}`)
-    for (const line of section.headlines) console.error(line)
-  }, (error: unknown) => {
-    console.error(error)
-    process.exitCode = 1
-  })
 }

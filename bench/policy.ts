@@ -7,7 +7,6 @@
  *
  * Alone: `npm run bench -- --only=policy` (add `--smoke` for a quick check).
  */
-import { pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { ExponentialBackoff, SamplingBreaker, TimeoutStrategy, circuitBreaker, handleAll, retry, timeout, wrap } from 'cockatiel'
@@ -205,9 +204,4 @@ export async function policy (options: BenchOptions): Promise<Section> {
       `policy: breaker ${fixed(breakerRatio)}x and retry ${fixed(retryRatio)}x of raw cockatiel's ops/s; route pipeline with a timeout ${fixed(pipelineRatio)}x cockatiel's wrap(retry, breaker, timeout)`
     ]
   }
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const section = await policy({ smoke: process.argv.includes('--smoke'), log: (line) => console.error(line) })
-  console.log(section.markdown)
 }

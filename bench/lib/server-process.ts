@@ -7,6 +7,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 
@@ -76,10 +77,11 @@ export async function startBenchServer (script: string, env: Record<string, stri
 
 /**
  * `command` run on CPU `cpu` only (Linux `taskset`), so that the server and the
- * load generator do not take turns on the same core; unchanged without taskset.
+ * load generator do not take turns on the same core; unchanged without taskset
+ * or without that many cores.
  */
 export function pinned (cpu: number, command: string[]): string[] {
-  return hasTaskset ? ['taskset', '-c', String(cpu), ...command] : command
+  return hasTaskset && cpu < availableParallelism() ? ['taskset', '-c', String(cpu), ...command] : command
 }
 
 const hasTaskset = (() => {

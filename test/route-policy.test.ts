@@ -131,9 +131,12 @@ test('a handler that replied and then lingers past timeoutMs keeps its reply', a
 test('the attempt signal aborts when the client disconnects, also if it is first read after that', async (t) => {
   const seen = { early: deferred<AbortSignal>(), late: deferred<AbortSignal>(), replied: deferred<AbortSignal>(), retrying: deferred<AbortSignal>() }
   let retryingCalls = 0
+  const retryingSettled = deferred()
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(resilience, { metrics: false, loadShedding: false, flags: false })
+  // The pipeline's error reaches Fastify only once the retry loop has ended (not while it sleeps).
+  app.addHook('onError', async (request) => { if (request.url === '/retrying') retryingSettled.resolve() })
   app.get('/early', { config: { resilience: { timeoutMs: 60_000 } } }, async (request) => {
     const signal = request.attemptSignal
     await new Promise((resolve) => signal.addEventListener('abort', resolve))
@@ -174,7 +177,8 @@ test('the attempt signal aborts when the client disconnects, also if it is first
   t.match(early.reason, /the client closed the connection before the reply/)
   t.equal(late.aborted, true, 'a signal first read after the client left is born aborted')
   t.equal((await seen.retrying.promise).aborted, true, 'on a retried route too')
-  t.equal(retryingCalls, 1)
+  await retryingSettled.promise
+  t.equal(retryingCalls, 1, 'the retry loop ended without another attempt')
 })
 
 test('a handler that first asks for its signal after its attempt timed out gets an aborted one', async (t) => {

@@ -230,11 +230,17 @@ test('a limit of 1 still admits one request of every priority', async (t) => {
 test('inject requests are counted and released too', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(loadShedding, { maxConcurrent: 5 })
-  let seen = -1
-  app.get('/', async () => { seen = app.loadShedding.inFlight; return 'ok' })
-  await Promise.all([app.inject('/'), app.inject('/'), app.inject('/')])
-  t.ok(seen >= 1, 'counted while running')
+  await app.register(loadShedding, { maxConcurrent: 3 })
+  const gate = deferred()
+  // critical: its share is the whole limit, so all 3 slots are open to it.
+  app.get('/', { config: { resilience: { shed: { priority: 'critical' } } } }, async () => { await gate.promise; return 'ok' })
+  const held = [app.inject('/'), app.inject('/'), app.inject('/')]
+  await waitFor('three injected requests in flight', () => app.loadShedding.inFlight === 3)
+  const refused = await app.inject('/')
+  t.equal(refused.statusCode, 503, 'a fourth is refused: injected requests take real slots')
+  t.equal(refused.json().code, 'FST_RESILIENCE_OVERLOADED')
+  gate.resolve()
+  t.same((await Promise.all(held)).map((response) => response.statusCode), [200, 200, 200])
   await waitFor('every slot released', () => app.loadShedding.inFlight === 0)
 })
 

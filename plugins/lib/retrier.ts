@@ -77,6 +77,7 @@ function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
 export class Retrier {
   private readonly budgets = new Map<string, RetryBudget>()
   private readonly retriesByOperation = new Map<string, HistogramTally>()
+  private readonly partsBySettings = new WeakMap<RetrySettings, { budget: RetryBudget | undefined, retriesOf: HistogramTally }>()
   private readonly retriesHistogram: TalliedHistogram<'operation'>
   private readonly budgetExhausted: Counter<'operation'>
   private readonly plugin: string
@@ -92,6 +93,19 @@ export class Retrier {
       help: 'Calls that failed without a retry because their operation\'s retry budget was spent.',
       labelNames: ['operation']
     })
+  }
+
+  /** The budget and histogram tally of these settings, looked up once per settings object. */
+  private partsOf (settings: RetrySettings): { budget: RetryBudget | undefined, retriesOf: HistogramTally } {
+    let parts = this.partsBySettings.get(settings)
+    if (parts === undefined) {
+      parts = {
+        budget: settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget),
+        retriesOf: this.retriesOf(settings.operation)
+      }
+      this.partsBySettings.set(settings, parts)
+    }
+    return parts
   }
 
   /** The histogram tally of an operation. */
@@ -130,10 +144,9 @@ export class Retrier {
     const current = (): AbortSignal => (resolved ??= (signal as () => AbortSignal)())
     const contextOf = (attempt: number): RetryContext => resolved === undefined ? new LazyContext(attempt, current) : { attempt, signal: resolved }
     resolved?.throwIfAborted()
-    const budget = settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget)
+    const { budget, retriesOf } = this.partsOf(settings)
     budget?.recordCall()
     const startedAt = settings.maxElapsedMs === undefined ? 0 : Date.now()
-    const retriesOf = this.retriesOf(settings.operation)
     let lastError: unknown
     let retries = 0
     let stoppedBy: 'budget' | 'deadline' | undefined

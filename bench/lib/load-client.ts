@@ -1,8 +1,7 @@
 /** Parent side of bench/load-client.ts: one long-lived load generator process. */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { pinned } from './server-process.js'
+import { nextMessage, spawnBenchProcess } from './server-process.js'
 
 export interface LoadRequest {
   url: string
@@ -27,16 +26,12 @@ export interface LoadClient {
 
 const SCRIPT = fileURLToPath(new URL('../load-client.ts', import.meta.url))
 
-/** Starts the load generator, pinned to CPU `cpu` when taskset exists. */
+/** Starts the load generator, pinned to core `cpu` when given. */
 export async function startLoadClient (cpu?: number): Promise<LoadClient> {
-  const command = [process.execPath, '--import', import.meta.resolve('tsx'), SCRIPT]
-  const [file, ...args] = cpu === undefined ? command : pinned(cpu, command)
-  const child = spawn(file as string, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = spawnBenchProcess(SCRIPT, { cpu })
   const exited = once(child, 'exit')
-  const next = async <T>(): Promise<T> => await Promise.race([
-    once(child, 'message').then(([message]) => message as T),
-    exited.then(([code]) => { throw new Error(`the load client exited (code ${String(code)})`) })
-  ])
+  // A round of requests takes seconds; a silent minute means it is stuck.
+  const next = async <T>(): Promise<T> => await nextMessage<T>(child, 60_000, 'the load client')
   await next<{ ready: true }>()
   return {
     async run (request) {

@@ -39,19 +39,24 @@ const TSX_LOADER = fileURLToPath(import.meta.resolve('tsx'))
 const CONDITIONS = process.execArgv.filter((arg) => arg.startsWith('--conditions'))
 
 /**
- * Starts `script` (a TypeScript file calling {@link serveBenchApp}) in a new
- * Node process with tsx, our export conditions, and `env` added.
- * `nodeArgs` go before the script (e.g. `--cpu-prof`).
+ * Starts `script` (TypeScript) in a Node process of its own with tsx, our
+ * export conditions, an IPC channel and `env` added; `nodeArgs` go before the
+ * script (e.g. `--cpu-prof`); pinned to core `cpu` when given.
  */
-export async function startBenchServer (script: string, env: Record<string, string> = {}, nodeArgs: string[] = [], cpu?: number): Promise<BenchServer> {
-  const command = [process.execPath, '--import', TSX_LOADER, ...CONDITIONS, ...nodeArgs, script]
-  const [file, ...args] = cpu === undefined ? command : pinned(cpu, command)
-  const child = spawn(file as string, args, {
+export function spawnBenchProcess (script: string, options: { env?: Record<string, string>, nodeArgs?: string[], cpu?: number } = {}): ChildProcess {
+  const command = [process.execPath, '--import', TSX_LOADER, ...CONDITIONS, ...(options.nodeArgs ?? []), script]
+  const [file, ...args] = options.cpu === undefined ? command : pinned(options.cpu, command)
+  return spawn(file as string, args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, ...env }
+    env: { ...process.env, ...options.env }
   })
+}
+
+/** Starts `script`, a file calling {@link serveBenchApp}, with {@link spawnBenchProcess}. */
+export async function startBenchServer (script: string, env: Record<string, string> = {}, nodeArgs: string[] = [], cpu?: number): Promise<BenchServer> {
+  const child = spawnBenchProcess(script, { env, nodeArgs, cpu })
   const exited = once(child, 'exit')
-  const first = await nextMessage(child, 60_000)
+  const first = await nextMessage<ChildMessage>(child, 60_000, `bench server ${script}`)
   if (first.type !== 'listening') {
     child.kill('SIGKILL')
     throw new Error(`bench server ${script} did not start: ${first.type === 'failed' ? first.message : first.type}`)
@@ -60,7 +65,7 @@ export async function startBenchServer (script: string, env: Record<string, stri
     url: `http://127.0.0.1:${first.port}`,
     async cpu () {
       send(child, { type: 'cpu' })
-      const reply = await nextMessage(child, 30_000)
+      const reply = await nextMessage<ChildMessage>(child, 30_000, `bench server ${script}`)
       if (reply.type !== 'cpu') throw new Error(`bench server ${script} answered ${reply.type} to a CPU query`)
       return reply.cpu.user + reply.cpu.system
     },
@@ -80,7 +85,7 @@ export async function startBenchServer (script: string, env: Record<string, stri
  * load generator do not take turns on the same core; unchanged without taskset
  * or without that many cores.
  */
-export function pinned (cpu: number, command: string[]): string[] {
+function pinned (cpu: number, command: string[]): string[] {
   return hasTaskset && cpu < availableParallelism() ? ['taskset', '-c', String(cpu), ...command] : command
 }
 
@@ -97,11 +102,12 @@ function send (child: ChildProcess, message: ParentMessage): void {
   child.send(message)
 }
 
-async function nextMessage (child: ChildProcess, timeoutMs: number): Promise<ChildMessage> {
+/** The child's next IPC message; rejects if `what` exits first or says nothing for `timeoutMs`. */
+export async function nextMessage<M> (child: ChildProcess, timeoutMs: number, what: string): Promise<M> {
   return await new Promise((resolve, reject) => {
-    const onMessage = (message: ChildMessage): void => { cleanup(); resolve(message) }
-    const onExit = (code: number | null, signal: string | null): void => { cleanup(); reject(new Error(`bench server exited (code ${code}, signal ${signal})`)) }
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`bench server sent nothing for ${timeoutMs} ms`)) }, timeoutMs)
+    const onMessage = (message: M): void => { cleanup(); resolve(message) }
+    const onExit = (code: number | null, signal: string | null): void => { cleanup(); reject(new Error(`${what} exited (code ${code}, signal ${signal})`)) }
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`${what} sent nothing for ${timeoutMs} ms`)) }, timeoutMs)
     function cleanup (): void {
       clearTimeout(timer)
       child.off('message', onMessage)

@@ -97,6 +97,10 @@ export class Breaker {
   private readonly observer: BreakerObserver
   /** Errors of calls whose caller gave up: not the dependency's fault, never counted. */
   private readonly abandoned = new WeakSet<object>()
+  /** Whether an error counts against the dependency: cockatiel's filter, and the call metric. */
+  private readonly counts = (error: unknown): boolean =>
+    !(typeof error === 'object' && error !== null && this.abandoned.has(error)) && this.options.isFailure(error)
+
   private openedAt = 0
   private halfOpenCalls = 0
 
@@ -107,10 +111,7 @@ export class Breaker {
     this.window = new WindowRatioBreaker(options.failureRatio, options.minimumCalls, options.windowMs)
     const halfOpenAfter = options.halfOpenAfterMs
     this.backoff = new RecordingBackoff(typeof halfOpenAfter === 'number' ? new ConstantBackoff(halfOpenAfter) : halfOpenAfter)
-    const isFailure = options.isFailure
-    const counts = (error: unknown): boolean =>
-      !(typeof error === 'object' && error !== null && this.abandoned.has(error)) && isFailure(error)
-    this.policy = circuitBreaker(handleWhen(counts), {
+    this.policy = circuitBreaker(handleWhen(this.counts), {
       breaker: this.window,
       halfOpenAfter: this.backoff,
       halfOpenSampling: { calls: options.halfOpenMaxCalls, threshold: 0 }
@@ -200,8 +201,7 @@ export class Breaker {
   }
 
   private readonly failed = (error: unknown): never => {
-    const failed = this.options.isFailure(error) && !(typeof error === 'object' && error !== null && this.abandoned.has(error))
-    this.observer.counted(this, failed ? 'failure' : 'success')
+    this.observer.counted(this, this.counts(error) ? 'failure' : 'success')
     throw error
   }
 

@@ -58,9 +58,12 @@ export function retryPolicy (maxRetries: number, isRetryable: (error: unknown) =
   return retry(handleWhen((error) => error !== stopRetrying && isRetryable(error)), { maxAttempts: Math.max(0, maxRetries - 1) })
 }
 
-/** `value`, or rejected with the signal's reason as soon as it aborts; nothing to race without a signal that can abort. */
-async function unlessAborted<T> (value: PromiseLike<T> | T, signal: AbortSignal | undefined): Promise<T> {
-  return signal === undefined || signal === neverAborted ? await value : await untilAborted(Promise.resolve(value), signal)
+/**
+ * `value`, or a promise rejected with the signal's reason as soon as it
+ * aborts; without a signal that can abort, `value` itself (no race, no promise).
+ */
+function unlessAborted<T> (value: PromiseLike<T> | T, signal: AbortSignal | undefined): PromiseLike<T> | T {
+  return signal === undefined || signal === neverAborted ? value : untilAborted(Promise.resolve(value), signal)
 }
 
 function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
@@ -76,7 +79,6 @@ function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
  */
 export class Retrier {
   private readonly budgets = new Map<string, RetryBudget>()
-  private readonly retriesByOperation = new Map<string, HistogramTally>()
   private readonly partsBySettings = new WeakMap<RetrySettings, { budget: RetryBudget | undefined, retriesOf: HistogramTally }>()
   private readonly retriesHistogram: TalliedHistogram<'operation'>
   private readonly budgetExhausted: Counter<'operation'>
@@ -101,21 +103,11 @@ export class Retrier {
     if (parts === undefined) {
       parts = {
         budget: settings.budget === false ? undefined : this.budgetFor(settings.operation, settings.budget),
-        retriesOf: this.retriesOf(settings.operation)
+        retriesOf: this.retriesHistogram.tally({ operation: settings.operation })
       }
       this.partsBySettings.set(settings, parts)
     }
     return parts
-  }
-
-  /** The histogram tally of an operation. */
-  private retriesOf (operation: string): HistogramTally {
-    let tally = this.retriesByOperation.get(operation)
-    if (tally === undefined) {
-      tally = this.retriesHistogram.tally({ operation })
-      this.retriesByOperation.set(operation, tally)
-    }
-    return tally
   }
 
   /** The operation's budget, created with the first settings it is used with. */
@@ -155,8 +147,7 @@ export class Retrier {
       // The first attempt, called directly: most calls end here, at the cost
       // of one call. A retryable failure hands over to cockatiel's loop.
       try {
-        const result = fn(contextOf(0))
-        const value = await (resolved === undefined || resolved === neverAborted ? result : untilAborted(Promise.resolve(result), resolved))
+        const value = await unlessAborted(fn(contextOf(0)), resolved)
         retriesOf.observe(0)
         return value
       } catch (error) {

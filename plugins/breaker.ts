@@ -24,13 +24,15 @@ export interface BreakerOptions {
    */
   failureRatio?: number
   /**
-   * Calls the window must hold before the ratio is judged.
+   * Calls the window must hold before the ratio is judged. Calls are counted
+   * when admitted, so calls still in flight are part of the ratio.
    * @default 3
    */
   minimumCalls?: number
   /**
    * Length of the counting window; counts start afresh with the first call
-   * after a window has passed (gobreaker's `Interval`).
+   * after a window has passed (gobreaker's `Interval`), and results of calls
+   * admitted in an earlier window are ignored.
    * @default 10000
    */
   windowMs?: number
@@ -43,7 +45,8 @@ export interface BreakerOptions {
   halfOpenAfterMs?: number | IBackoffFactory<IHalfOpenAfterBackoffContext>
   /**
    * Trial calls let through while half-open; further calls are refused at
-   * once. All succeeding closes the circuit; one failing re-opens it.
+   * once. This many succeeding closes the circuit; one failing re-opens it;
+   * a neutral one frees its slot for another trial.
    * @default 3
    */
   halfOpenMaxCalls?: number
@@ -54,8 +57,9 @@ export interface BreakerOptions {
    */
   timeoutMs?: number
   /**
-   * Whether an error counts as a failure of the dependency. Should be pure (it
-   * may be asked twice per error).
+   * Whether an error counts as a failure of the dependency. An error that does
+   * not count is neutral: it neither opens the circuit nor closes it, and in
+   * half-open it frees its trial slot. A predicate that throws counts the error.
    * @default errors with a `statusCode` (or `status`) below 500 do not count; all others do
    */
   isFailure?: FailurePredicate
@@ -157,12 +161,12 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
 
   const observer: BreakerObserver = {
     counted: (breaker: Breaker, result: CallResult) => { (callTallies.get(breaker) as Record<CallResult, Tally<'name' | 'result'>>)[result].count++ },
-    opened: (breaker, reason) => {
-      if ('isolated' in reason) app.log.warn({ breaker: breaker.name }, `circuit breaker "${breaker.name}" isolated`)
-      // Only errors are handled (never results), so the reason carries the last error.
-      else app.log.warn({ breaker: breaker.name, err: (reason as { error: unknown }).error }, `circuit breaker "${breaker.name}" opened`)
-    },
-    closed: (breaker) => app.log.info({ breaker: breaker.name }, `circuit breaker "${breaker.name}" closed`)
+    changed: (breaker, _from, to, error) => {
+      const message = `circuit breaker "${breaker.name}" ${to === 'open' ? 'opened' : to}`
+      if (to === 'open') app.log.warn({ breaker: breaker.name, err: error }, message)
+      else if (to === 'isolated') app.log.warn({ breaker: breaker.name }, message)
+      else app.log.info({ breaker: breaker.name }, message)
+    }
   }
 
   const accessor = ((name: string, options?: BreakerOptions): Breaker => {

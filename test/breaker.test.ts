@@ -114,7 +114,7 @@ test('half-open runs 3 concurrent trial calls, refuses a 4th at once, and closes
   const clock = useFakeClock(t)
   const app = await build(t)
   const cockatiel = JSON.parse(readFileSync(new URL('../node_modules/cockatiel/package.json', import.meta.url), 'utf8')) as { version: string }
-  t.match(cockatiel.version, /^4\./, 'cockatiel 4 (half-open sampling) runs on this Node')
+  t.match(cockatiel.version, /^4\./, 'cockatiel 4 (its backoffs, retry and timeouts) runs on this Node')
   await run(app, 'db', 'FFF')
   await clock.tickAsync(30_000)
 
@@ -180,6 +180,16 @@ test('a thrown value that is not an object counts as a failure', async (t) => {
   for (let i = 0; i < 3; i++) {
     // eslint-disable-next-line no-throw-literal
     await t.rejects(app.breaker('db').execute(async () => { throw 'down' }))
+  }
+  t.equal(app.breaker('db').state, 'open')
+})
+
+test('a function that throws at once rejects the call and counts as a failure', async (t) => {
+  useFakeClock(t)
+  const app = await build(t)
+  const broken = new Error('thrown before any await')
+  for (let i = 0; i < 3; i++) {
+    await t.rejects(app.breaker('db').execute(() => { throw broken }), broken, 'a rejection, not a synchronous throw')
   }
   t.equal(app.breaker('db').state, 'open')
 })

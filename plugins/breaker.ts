@@ -10,7 +10,7 @@ import { OptionReader } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
 
 export { Breaker } from './lib/circuit.js'
-export { isServerFailure } from './lib/failure.js'
+export { isCausedByRequest, isServerFailure } from './lib/failure.js'
 export type { BreakerSnapshot, BreakerState, CallResult } from './lib/circuit.js'
 export type { CallContext } from './lib/timeout.js'
 

@@ -1,7 +1,7 @@
 export { metrics } from './metrics.js'
 export type { MetricsOptions } from './metrics.js'
 export * from './errors.js'
-export { breaker, isServerFailure, Breaker } from './breaker.js'
+export { breaker, isCausedByRequest, isServerFailure, Breaker } from './breaker.js'
 export type { BreakerOptions, BreakerPluginOptions, BreakerAccessor, BreakerSnapshot, BreakerState, CallResult, CallContext } from './breaker.js'
 export { retry, isTransientError } from './retry.js'
 export type { RetryOptions, RetryPluginOptions, RetryFunction, RetryContext, RetryableFunction, RetryBudgetSettings, Jitter } from './retry.js'

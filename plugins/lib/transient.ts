@@ -1,5 +1,6 @@
 import { isTaskCancelledError } from 'cockatiel'
 import { isCircuitOpenError, isFeatureDisabledError, isOverloadedError, isRetryExhaustedError, isTimeoutError } from '../errors.js'
+import { isCausedByRequest } from './failure.js'
 
 /** Node.js network error codes worth another try. */
 const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN'])
@@ -33,11 +34,12 @@ const CONNECTION_MESSAGES = [
 /**
  * The default `isRetryable` of the retry plugin: true only for errors judged
  * transient. Never for our own refusals (open circuit, spent retries, disabled
- * feature, overload), never for other 4xx or for PostgreSQL constraint and data
- * errors (e.g. 23505, 22P02), and never for an unknown error.
+ * feature, overload), never for an error caused by the request (see
+ * `isCausedByRequest`: other 4xx, PostgreSQL classes 22, 23 and 42), and never
+ * for an unknown error.
  */
 export function isTransientError (error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false
+  if (typeof error !== 'object' || error === null || isCausedByRequest(error)) return false
   if (isCircuitOpenError(error) || isRetryExhaustedError(error) || isFeatureDisabledError(error) || isOverloadedError(error)) return false
   if (isTimeoutError(error) || isTaskCancelledError(error)) return true
   const { code, statusCode, status, name, message } = error as { code?: unknown, statusCode?: unknown, status?: unknown, name?: unknown, message?: unknown }

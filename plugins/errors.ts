@@ -35,6 +35,15 @@ export const OverloadedError = createError<'FST_RESILIENCE_OVERLOADED', 503, []>
 export const TimeoutError = createError<'FST_RESILIENCE_TIMEOUT', 503, [timeoutMs: number]>(
   'FST_RESILIENCE_TIMEOUT', 'operation timed out after %d ms', 503)
 
+/**
+ * A dependency failed in a way worth trying again later (a refused or lost
+ * connection, a server shutting down): the route pipeline's answer for such an
+ * error, which would otherwise reach the client with its driver message. `cause`
+ * is the original error, for logs.
+ */
+export const DependencyUnavailableError = createError<'FST_RESILIENCE_DEPENDENCY_UNAVAILABLE', 503, [options?: { cause: unknown }]>(
+  'FST_RESILIENCE_DEPENDENCY_UNAVAILABLE', 'a dependency is unavailable, try again later', 503)
+
 /** A protected endpoint (such as `/metrics` with a token) was called without valid credentials. */
 export const UnauthorizedError = createError<'FST_RESILIENCE_UNAUTHORIZED', 401, []>(
   'FST_RESILIENCE_UNAUTHORIZED', 'missing or invalid bearer token', 401)
@@ -67,6 +76,11 @@ export function isOverloadedError (error: unknown): error is InstanceType<typeof
 /** True for `FST_RESILIENCE_TIMEOUT` errors, from any copy of this package. */
 export function isTimeoutError (error: unknown): error is InstanceType<typeof TimeoutError> {
   return error instanceof TimeoutError
+}
+
+/** True for `FST_RESILIENCE_DEPENDENCY_UNAVAILABLE` errors, from any copy of this package. */
+export function isDependencyUnavailableError (error: unknown): error is InstanceType<typeof DependencyUnavailableError> {
+  return error instanceof DependencyUnavailableError
 }
 
 /** True for `FST_RESILIENCE_UNAUTHORIZED` errors, from any copy of this package. */

@@ -5,6 +5,7 @@ import { TimeoutError } from './errors.js'
 import type { Breaker } from './lib/circuit.js'
 import { neverAborted } from './lib/abort.js'
 import { Deadlines } from './lib/deadlines.js'
+import { DEPENDENCY_RETRY_AFTER_MS, dependencyAnswer } from './lib/dependency-answer.js'
 import { OptionReader, isPlainObject } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
 import type { RetrySettings } from './lib/retrier.js'
@@ -127,11 +128,15 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
 
   return async function resilientHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
     const signals = signalsOf(request, reply)
-    if (fallback === undefined) return retried(this, request, reply, signals)
     try {
       return await retried(this, request, reply, signals)
     } catch (error) {
       if (reply.sent || (typeof error === 'object' && error !== null && answered.has(error))) throw error
+      if (fallback === undefined) {
+        // An open breaker knows when to come back; otherwise the default.
+        const retryAfterMs = breaker !== undefined && breaker.retryAfterMs > 0 ? breaker.retryAfterMs : DEPENDENCY_RETRY_AFTER_MS
+        throw dependencyAnswer(error, retryAfterMs)
+      }
       reply.code(200)
       return await fallback(request, error)
     }

@@ -2,8 +2,8 @@ import createError from '@fastify/error'
 import Fastify from 'fastify'
 import { test } from 'tap'
 import {
-  CircuitOpenError, FeatureDisabledError, FlagStoreUnavailableError, OverloadedError, RetryExhaustedError, TimeoutError, UnauthorizedError,
-  isCircuitOpenError, isFeatureDisabledError, isFlagStoreUnavailableError, isOverloadedError, isRetryExhaustedError, isTimeoutError, isUnauthorizedError,
+  CircuitOpenError, DependencyUnavailableError, FeatureDisabledError, FlagStoreUnavailableError, OverloadedError, RetryExhaustedError, TimeoutError, UnauthorizedError,
+  isCircuitOpenError, isDependencyUnavailableError, isFeatureDisabledError, isFlagStoreUnavailableError, isOverloadedError, isRetryExhaustedError, isTimeoutError, isUnauthorizedError,
   withRetryAfter
 } from '../plugins/errors.js'
 
@@ -14,6 +14,7 @@ const errors = [
   { make: () => new FlagStoreUnavailableError('player_lookup', 'Redis status "reconnecting"'), guard: isFlagStoreUnavailableError, code: 'FST_RESILIENCE_FLAG_STORE_UNAVAILABLE', status: 503, message: 'cannot change feature "player_lookup": the flag store is unavailable (Redis status "reconnecting")' },
   { make: () => new OverloadedError(), guard: isOverloadedError, code: 'FST_RESILIENCE_OVERLOADED', status: 503, message: 'service overloaded, try again later' },
   { make: () => new TimeoutError(2000), guard: isTimeoutError, code: 'FST_RESILIENCE_TIMEOUT', status: 503, message: 'operation timed out after 2000 ms' },
+  { make: () => new DependencyUnavailableError({ cause: new Error('connect ECONNREFUSED 127.0.0.1:5432') }), guard: isDependencyUnavailableError, code: 'FST_RESILIENCE_DEPENDENCY_UNAVAILABLE', status: 503, message: 'a dependency is unavailable, try again later' },
   { make: () => new UnauthorizedError(), guard: isUnauthorizedError, code: 'FST_RESILIENCE_UNAUTHORIZED', status: 401, message: 'missing or invalid bearer token' }
 ]
 

@@ -1,8 +1,8 @@
 import { handleWhen, retry } from 'cockatiel'
 import type { IBackoff, IBackoffFactory, RetryPolicy } from 'cockatiel'
 import type { Counter, Registry } from 'prom-client'
-import { RetryExhaustedError } from '../errors.js'
 import { neverAborted, sleep, untilAborted } from './abort.js'
+import { retryExhausted } from './dependency-answer.js'
 import { counter, talliedHistogram } from './metrics-registry.js'
 import type { HistogramTally, TalliedHistogram } from './tallied-histogram.js'
 import { RetryBudget } from './retry-budget.js'
@@ -187,8 +187,7 @@ export class Retrier {
         throw lastError
       }
       if (stoppedBy === 'deadline' || (retries === settings.maxRetries && settings.isRetryable(error))) {
-        const exhausted = new RetryExhaustedError(settings.operation, retries + 1, { cause: lastError })
-        throw Object.assign(exhausted, { attempts: retries + 1 })
+        throw retryExhausted(settings.operation, retries + 1, lastError)
       }
       throw error
     }

@@ -7,6 +7,8 @@ export interface ServerConfig {
   adminToken: string | undefined
   maxConcurrent: number
   logLevel: string
+  /** How long a shutdown waits for in-flight requests before it closes what remains. */
+  shutdownTimeoutMs: number
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -47,6 +49,7 @@ export function readConfig (env: NodeJS.ProcessEnv): ServerConfig {
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     adminToken,
     maxConcurrent: integer('MAX_CONCURRENT', 1000, 1, 1_000_000),
-    logLevel
+    logLevel,
+    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 1, 3_600_000)
   }
 }

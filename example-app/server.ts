@@ -1,6 +1,8 @@
 // Runs the players service: reads the environment, starts an embedded
 // PostgreSQL (and a throwaway Redis when redis-server is installed) when no
 // URL is given, listens, and shuts down gracefully on SIGINT/SIGTERM.
+import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { startPostgres, startRedis } from '../local-services/index.js'
 import type { PostgresServer, RedisServer } from '../local-services/index.js'
@@ -9,6 +11,52 @@ import { buildApp } from './app.js'
 import { readConfig } from './env.js'
 
 const DATA_DIR = fileURLToPath(new URL('../.data/postgres', import.meta.url))
+
+/** What a shutdown needs to know about the server's connections. */
+interface Connections {
+  /** Open TCP connections. */
+  readonly open: number
+  /** Requests whose headers have arrived and whose response is not finished. */
+  readonly requestsInFlight: number
+  /** Destroys the connections on which not one byte has arrived; returns how many. */
+  closeSilent: () => number
+  /** Destroys every connection, whatever it carries. */
+  destroyAll: () => void
+}
+
+// Node's closeIdleConnections() spares a connection that has not sent a
+// request yet (it is not "idle" to Node), so one silent client would hold the
+// drain open: the shutdown keeps its own list.
+function trackConnections (server: Server): Connections {
+  const sockets = new Set<Socket>()
+  let requestsInFlight = 0
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  server.on('request', (_request, response) => {
+    requestsInFlight++
+    response.once('close', () => { requestsInFlight-- })
+  })
+  return {
+    get open () { return sockets.size },
+    get requestsInFlight () { return requestsInFlight },
+    closeSilent () {
+      let closed = 0
+      // A socket that has read something carries a request, perhaps half-sent: in flight.
+      for (const socket of sockets) {
+        if (socket.bytesRead === 0) {
+          socket.destroy()
+          closed++
+        }
+      }
+      return closed
+    },
+    destroyAll () {
+      for (const socket of sockets) socket.destroy()
+    }
+  }
+}
 
 async function main (): Promise<void> {
   let config
@@ -50,20 +98,42 @@ async function main (): Promise<void> {
     logger: { level: config.logLevel }
   })
 
+  const connections = trackConnections(app.server)
   let closing = false
   const shutdown = (signal: string): void => {
     if (closing) return
     closing = true
-    app.log.info({ signal }, 'shutting down: draining requests')
+    const timeoutMs = config.shutdownTimeoutMs
+    app.log.info({ signal, timeoutMs }, 'shutting down: draining requests')
     app.lifecycle.draining = true
+    const silent = connections.closeSilent()
+    if (silent > 0) app.log.info({ connections: silent }, `closed ${silent} connection(s) that carried no request`)
     // close() stops accepting, lets in-flight requests finish, then closes the pools.
-    // Keep-alive connections that turn idle once their request is answered would
-    // otherwise hold the server open until their keep-alive timeout.
-    const sweep = setInterval(() => app.server.closeIdleConnections(), 100)
+    // The sweep closes keep-alive connections once their request is answered (they
+    // would hold the server open until their keep-alive timeout) and silent ones
+    // accepted before close() stopped accepting.
+    const sweep = setInterval(() => {
+      app.server.closeIdleConnections()
+      connections.closeSilent()
+    }, 100)
+    let cut = false
+    const deadline = setTimeout(() => {
+      cut = true
+      clearInterval(sweep)
+      const { requestsInFlight, open } = connections
+      app.log.warn({ timeoutMs, requestsInFlight, connections: open },
+        `drain cut: ${requestsInFlight} request(s) still in flight and ${open} connection(s) open after ${timeoutMs} ms (SHUTDOWN_TIMEOUT_MS); closing them and exiting with 1`)
+      connections.destroyAll()
+      // A handler still waiting on PostgreSQL would keep its pool, and so app.close(), open.
+      stopEmbedded().then(() => process.exit(1), () => process.exit(1))
+    }, timeoutMs)
     app.close()
-      .finally(() => clearInterval(sweep))
+      .finally(() => {
+        clearInterval(sweep)
+        clearTimeout(deadline)
+      })
       .then(stopEmbedded)
-      .then(() => { process.exitCode = 0 }, (error: unknown) => {
+      .then(() => { if (!cut) process.exitCode = 0 }, (error: unknown) => {
         console.error(error)
         process.exitCode = 1
       })

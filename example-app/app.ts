@@ -5,6 +5,7 @@ import { Redis } from 'ioredis'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import resilience from 'fastify-resilience'
 import { redisCache } from './cache.js'
+import { safeErrorHandler } from './errors.js'
 import { migrate, seed } from './db/migrate.js'
 import { healthRoutes } from './routes/health.js'
 import type { Lifecycle } from './routes/health.js'
@@ -38,7 +39,14 @@ declare module 'fastify' {
 
 /** Builds the players service: PostgreSQL, Redis, the whole resilience suite and the routes. */
 export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false })
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // No type coercion: {"score": true}, [3] or null must be refused, not
+    // written as 1, 3 or 0. Numbers in paths and query strings are therefore
+    // strings with a pattern (see routes/).
+    ajv: { customOptions: { coerceTypes: false } }
+  })
+  app.setErrorHandler(safeErrorHandler)
   const lifecycle: Lifecycle = { draining: false }
   app.decorate('lifecycle', lifecycle)
   const prefix = options.redisPrefix ?? 'players:'

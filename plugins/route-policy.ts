@@ -5,6 +5,7 @@ import { TimeoutError } from './errors.js'
 import type { Breaker } from './lib/circuit.js'
 import { neverAborted } from './lib/abort.js'
 import { Deadlines } from './lib/deadlines.js'
+import { isCausedByRequest } from './lib/failure.js'
 import { DEPENDENCY_RETRY_AFTER_MS, dependencyAnswer } from './lib/dependency-answer.js'
 import { OptionReader, isPlainObject } from './lib/options.js'
 import { registerOnce } from './lib/register-once.js'
@@ -27,7 +28,11 @@ export interface RouteRetryOptions extends Omit<RetryOptions, 'signal'> {
   allowNonIdempotent?: boolean
 }
 
-/** Answers instead of an error that got through every other layer; its value is sent with 200. */
+/**
+ * Answers instead of an error that got through every other layer; its value is
+ * sent with 200. Errors the request caused (a 404, a 409, a PostgreSQL
+ * constraint error) are never replaced.
+ */
 export type RouteFallback = (request: FastifyRequest, error: unknown) => unknown
 
 declare module './lib/route-config.js' {
@@ -38,7 +43,7 @@ declare module './lib/route-config.js' {
     retry?: RouteRetryOptions | false
     /** The breaker every attempt goes through: its name, or `{ name, ...options }`. */
     breaker?: string | ({ name: string } & BreakerOptions)
-    /** Answer with this instead of the error. */
+    /** Answer with this instead of the error (never instead of an error the request caused). */
     fallback?: RouteFallback
   }
 }
@@ -132,7 +137,8 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
       return await retried(this, request, reply, signals)
     } catch (error) {
       if (reply.sent || (typeof error === 'object' && error !== null && answered.has(error))) throw error
-      if (fallback === undefined) {
+      // A client error is an answer, not an outage: no fallback stands in for it.
+      if (fallback === undefined || isCausedByRequest(error)) {
         // An open breaker knows when to come back; otherwise the default.
         const retryAfterMs = breaker !== undefined && breaker.retryAfterMs > 0 ? breaker.retryAfterMs : DEPENDENCY_RETRY_AFTER_MS
         throw dependencyAnswer(error, retryAfterMs)

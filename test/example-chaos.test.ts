@@ -126,6 +126,27 @@ test('both down: answers come from the default tier or are 503 with Retry-After,
   t.equal(write.statusCode, 503, 'a write is refused, never faked')
 })
 
+test('writes while PostgreSQL is down: every answer is 503 with Retry-After, and none names a host, port or driver', async (t) => {
+  const { app, postgres } = await stack(t)
+  await postgres.stop()
+  const codes = new Map<string, number>()
+  const startedAt = Date.now()
+  // Long enough to see the breaker closed, open, half-open and open again (halfOpenAfterMs: 1000).
+  for (let i = 0; Date.now() - startedAt < 2500 || i < 50; i++) {
+    const response = await app.inject({ method: 'PUT', url: `/players/${1 + (i % 20)}/score`, payload: { score: i } })
+    const body = response.body
+    if (response.statusCode !== 503 || response.headers['retry-after'] === undefined ||
+        body.includes(String(postgres.server.port)) || body.includes('127.0.0.1') || /ECONN|connect|terminat/i.test(body)) {
+      t.fail(`write ${i}: ${response.statusCode} retry-after=${String(response.headers['retry-after'])} ${body}`)
+      break
+    }
+    const code = response.json().code as string
+    codes.set(code, (codes.get(code) ?? 0) + 1)
+  }
+  t.ok((codes.get('FST_RESILIENCE_CIRCUIT_OPEN') ?? 0) > 0, `refused by the open breaker: ${JSON.stringify(Object.fromEntries(codes))}`)
+  t.ok([...codes.keys()].every((code) => code.startsWith('FST_RESILIENCE_')), 'only the suite\'s own answers')
+})
+
 test('writes across a fault: every acknowledged score update is in the database', async (t) => {
   const { app, postgres } = await stack(t)
   const acknowledged = new Map<number, number>()

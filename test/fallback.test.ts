@@ -7,9 +7,10 @@ import { startPostgres, startRedis } from '../local-services/index.js'
 import { fallback, metrics } from '../plugins/index.js'
 import type { FallbackOptions, FallbackPluginOptions } from '../plugins/fallback.js'
 import { isTimeoutError } from '../plugins/errors.js'
+import { deferred } from './fixtures/clock.js'
 import { captureLogs } from './fixtures/logs.js'
 import { testDatabaseUrl, testRedisUrl, uniqueName } from './fixtures/services.js'
-import { waitFor } from './fixtures/wait.js'
+import { waitFor, within } from './fixtures/wait.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 interface Player { id: number, name: string, score: number }
@@ -115,6 +116,46 @@ test('a "not found" from the primary propagates as it is: no cached or default s
   t.equal(fellBack, false)
 })
 
+test('a 400, 409 or 422 from the primary propagates as it is: a cached value or the default never replaces a client error', async (t) => {
+  const { app, lookup } = await setup(t, shared())
+  for (const statusCode of [400, 409, 422]) {
+    const rejected = Object.assign(new Error(`rejected with ${statusCode}`), { statusCode })
+    const tiersRun: string[] = []
+    const error = await app.fallback(lookup(1, {
+      primary: async () => { throw rejected },
+      cache: async () => { tiersRun.push('cache'); return { id: 1, name: 'Ada (cached)', score: 42 } },
+      fallback: () => { tiersRun.push('default'); return { id: 1, name: 'unknown player', score: 0 } }
+    })).catch((e: unknown) => e)
+    t.equal(error, rejected, `${statusCode}: the primary's error itself`)
+    t.same(tiersRun, [], `${statusCode}: neither the cache nor the default tier ran`)
+  }
+  t.equal(await fallbackTotal(app, 'primary'), 3, 'each answered by the primary')
+  t.equal(await fallbackTotal(app, 'cache'), undefined)
+  t.equal(await fallbackTotal(app, 'default'), undefined)
+})
+
+test('a slow write-through never delays the answer: the value is returned while store is still pending', async (t) => {
+  const { app, lookup } = await setup(t, shared())
+  const storeStarted = deferred<Player>()
+  const storeMayFinish = deferred()
+  let storeFinished = false
+  t.teardown(() => storeMayFinish.resolve())
+  const result = await within('the primary\'s answer while its write-through is still pending', app.fallback(lookup(1, {
+    // Longer than the wait for the answer: a store awaited before the reply cannot end early at its own deadline.
+    timeoutMs: { store: 60_000 },
+    store: async (player) => {
+      storeStarted.resolve(player)
+      await storeMayFinish.promise
+      storeFinished = true
+    }
+  })))
+  t.same(result, { value: { id: 1, name: 'Ada', score: 42 }, tier: 'primary' })
+  t.equal(storeFinished, false, 'the answer came before store finished')
+  t.same(await within('the write-through to start after the answer', storeStarted.promise), { id: 1, name: 'Ada', score: 42 }, 'store still receives the value')
+  storeMayFinish.resolve()
+  await waitFor('the write-through to finish once released', () => storeFinished)
+})
+
 test('with PostgreSQL stopped a value cached earlier comes from the cache; with Redis paused too the default answers within the cache timeout', async (t) => {
   const [postgres, redisServer] = await Promise.all([startPostgres(), startRedis()])
   t.teardown(() => postgres.stop())
@@ -132,7 +173,7 @@ test('with PostgreSQL stopped a value cached earlier comes from the cache; with 
   t.teardown(() => redisServer.process.resume())
   let errors: unknown[] = []
   const startedAt = Date.now()
-  const degraded = await app.fallback(lookup(1, { fallback: (context) => { errors = context.errors; return { id: 1, name: 'unknown player', score: 0 } } }))
+  const degraded = await within('an answer while Redis is paused (the cache tier\'s timeout should cut it)', app.fallback(lookup(1, { fallback: (context) => { errors = context.errors; return { id: 1, name: 'unknown player', score: 0 } } })))
   const elapsedMs = Date.now() - startedAt
   t.equal(degraded.tier, 'default')
   t.ok(elapsedMs < 100 + 1500, `answered in ${elapsedMs} ms: the 100 ms cache deadline plus a margin, not after seconds`)
@@ -160,7 +201,7 @@ test('tier failures are logged at warn with the tier and, from a route, the requ
 test('per-tier timeouts cut a slow primary too, and plugin defaults can be overridden per call', async (t) => {
   const { app, lookup } = await setup(t, shared(), { timeoutMs: { primary: 50 } })
   let primarySignal: AbortSignal | undefined
-  const slow = await app.fallback(lookup(1, { primary: async ({ signal }) => { primarySignal = signal; return await new Promise<never>(() => {}) } }))
+  const slow = await within('an answer after the never-ending primary (its 50 ms timeout should cut it)', app.fallback(lookup(1, { primary: async ({ signal }) => { primarySignal = signal; return await new Promise<never>(() => {}) } })))
   t.equal(slow.tier, 'default', 'the slow primary was cut after 50 ms; with nothing cached the default answered')
   t.equal(primarySignal?.aborted, true, 'the cut tier\'s signal aborted')
   const patient = await app.fallback(lookup(2, { timeoutMs: { primary: 5000 } }))

@@ -2,7 +2,7 @@ import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import { register as globalRegistry, Registry } from 'prom-client'
 import { test } from 'tap'
-import { metrics } from '../plugins/index.js'
+import resilience, { metrics } from '../plugins/index.js'
 import { counter, gauge, histogram, useMetricsRegistry } from '../plugins/lib/metrics-registry.js'
 import { captureLogs } from './fixtures/logs.js'
 import { promtoolCheck } from './fixtures/promtool.js'
@@ -32,6 +32,74 @@ test('serves every metric type in a format the real Prometheus parser accepts', 
   // names some default gauges *_total); both the parse and the lint pass must not find errors.
   t.not(code, 1, output)
   t.notMatch(output, /error while linting|text format parsing error/, output)
+})
+
+/** DESIGN.md's metrics table: what dashboards and alerts rely on. */
+const SUITE_METRICS: Array<{ name: string, type: 'counter' | 'gauge' | 'histogram', labels: string[] }> = [
+  { name: 'circuit_breaker_state', type: 'gauge', labels: ['name'] },
+  { name: 'circuit_breaker_calls_total', type: 'counter', labels: ['name', 'result'] },
+  { name: 'requests_shedded_total', type: 'counter', labels: ['reason'] },
+  { name: 'requests_in_flight', type: 'gauge', labels: [] },
+  { name: 'operation_retries', type: 'histogram', labels: ['operation'] },
+  { name: 'retry_budget_exhausted_total', type: 'counter', labels: ['operation'] },
+  { name: 'fallback_total', type: 'counter', labels: ['name', 'tier'] },
+  { name: 'feature_flag_enabled', type: 'gauge', labels: ['flag'] }
+]
+
+/** The label names of each sample line of `metric` (with `_bucket`, `_sum` and `_count` for a histogram). */
+function sampleLabelNames (exposition: string, metric: string, type: string): Array<{ series: string, labels: string[] }> {
+  const series = type === 'histogram' ? [`${metric}_bucket`, `${metric}_sum`, `${metric}_count`] : [metric]
+  const samples: Array<{ series: string, labels: string[] }> = []
+  for (const line of exposition.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? \S+$/.exec(line)
+    if (match === null || !series.includes(match[1] as string)) continue
+    const labels = [...(match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g)].map((label) => label[1] as string)
+    samples.push({ series: match[1] as string, labels: labels.sort() })
+  }
+  return samples
+}
+
+test('the whole suite, each part used once, serves every metric of the design with its type and exact label names', async (t) => {
+  for (const prefix of ['', 'players_']) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(resilience, {
+      metrics: { prefix },
+      // Sheddable requests get no share: the one below is refused at once.
+      loadShedding: { priorityShares: { sheddable: 0 } },
+      flags: { defaults: { player_lookup: true } },
+      retry: { jitter: 'none', initialDelayMs: 0 }
+    })
+    app.get('/players/:id', { config: { resilience: { flag: 'player_lookup', breaker: 'database', retry: { maxRetries: 1, operation: 'player_lookup' } } } }, async () => ({ id: 1 }))
+    app.get('/recommendations', { config: { resilience: { shed: { priority: 'sheddable' } } } }, async () => [])
+    await app.ready()
+
+    t.equal((await app.inject('/players/1')).statusCode, 200, 'flag, breaker and retry: one call')
+    t.equal((await app.inject('/recommendations')).statusCode, 503, 'load shedding: one refusal')
+    t.same(await app.fallback({ name: 'player', primary: () => 'fresh', fallback: () => 'stale' }), { value: 'fresh', tier: 'primary' }, 'fallback: one answer')
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })
+    await t.rejects(app.retry(async () => { throw reset }, { operation: 'budgeted', budget: { ratio: 0, minRetriesPerSecond: 0 } }), reset, 'retry budget: one refused retry')
+
+    const response = await app.inject('/metrics')
+    t.equal(response.statusCode, 200)
+    const body = response.body
+    const types = new Map([...body.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]))
+    for (const { name, type, labels } of SUITE_METRICS) {
+      const fullName = prefix + name
+      t.equal(types.get(fullName), type, `type of ${fullName}`)
+      const samples = sampleLabelNames(body, fullName, type)
+      t.ok(samples.length > 0, `${fullName} has samples`)
+      const expected = (series: string): string[] => (series === `${fullName}_bucket` ? [...labels, 'le'] : labels).sort()
+      const wrong = samples.filter(({ series, labels: names }) => names.join(',') !== expected(series).join(','))
+      t.same(wrong, [], `every sample of ${fullName} has exactly the labels ${JSON.stringify(labels)}`)
+    }
+    const buckets = [...body.matchAll(new RegExp(`^${prefix}operation_retries_bucket\\{le="([^"]+)",operation="player_lookup"\\}`, 'gm'))].map((m) => m[1])
+    t.same(buckets, ['0', '1', '2', '3', '5', '10', '+Inf'], 'operation_retries has the buckets 0 1 2 3 5 10')
+
+    const { code, output } = await promtoolCheck(body)
+    t.not(code, 1, output)
+    t.notMatch(output, /error while linting|text format parsing error/, output)
+  }
 })
 
 test('promtool rejects a broken exposition, so the check above can fail', async (t) => {

@@ -10,6 +10,7 @@ import { createBackoff } from '../plugins/lib/backoff.js'
 import { isTransientError } from '../plugins/lib/transient.js'
 import { useFakeClock } from './fixtures/clock.js'
 import { testDatabaseUrl } from './fixtures/services.js'
+import { within } from './fixtures/wait.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -201,7 +202,7 @@ test('an abort during a backoff sleep rejects at once and calls nothing more', a
   await clock.tickAsync(10) // the first attempt fails; the 1 s sleep begins
   t.equal(calls, 1)
   controller.abort(new Error('client went away'))
-  t.match(await outcome, { message: 'client went away' }, 'rejected without the clock moving')
+  t.match(await within('the retry to reject when its signal aborted mid-sleep (the clock stands still)', outcome), { message: 'client went away' }, 'rejected without the clock moving')
   await clock.tickAsync(60_000)
   t.equal(calls, 1, 'never called again')
   t.equal(clock.countTimers(), 0, 'the sleep timer was released')
@@ -219,7 +220,7 @@ test('an abort while the function runs rejects at once even if the function igno
   const controller = new AbortController()
   const outcome = app.retry(async () => await new Promise(() => {}), { signal: controller.signal })
   controller.abort(new Error('stop'))
-  await t.rejects(outcome, /stop/)
+  await t.rejects(within('the retry to reject when its signal aborted while the function ignores it', outcome), /stop/)
 })
 
 test('spent retries throw FST_RESILIENCE_RETRY_EXHAUSTED with the last error and the attempts', async (t) => {
@@ -316,6 +317,29 @@ test('under 100 % failures over 1 000 calls the retries stay within the budget, 
   t.equal(await metricValue(app, /^operation_retries_sum\{operation="storm"\}/), retries)
   t.ok(withoutRetry > 600, `most calls got no retry once the budget was spent (${withoutRetry})`)
   t.equal(await metricValue(app, /^operation_retries_bucket\{le="0",operation="storm"\}/), withoutRetry, 'the le="0" bucket counts the calls that got no retry')
+})
+
+test('the retry budget slides: spent within its window, retries are allowed again once the window has passed', async (t) => {
+  const clock = useFakeClock(t, ['Date'])
+  // No share of the calls, a floor of 1 retry per second: 2 retries per 2 s window.
+  const app = await build(t, { jitter: 'none', initialDelayMs: 0, maxRetries: 1, budget: { ratio: 0, minRetriesPerSecond: 1, windowMs: 2_000 } })
+  const attemptsOfCalls = async (calls: number): Promise<number[]> => {
+    const attempts: number[] = []
+    for (let call = 0; call < calls; call++) {
+      let count = 0
+      await app.retry(async () => { count++; throw reset() }).catch(() => {})
+      attempts.push(count)
+    }
+    return attempts
+  }
+  t.same(await attemptsOfCalls(3), [2, 2, 1], 'two calls retried, then the budget is spent')
+  clock.tick(1_000)
+  t.same(await attemptsOfCalls(1), [1], 'still spent halfway through the window')
+  clock.tick(1_000)
+  t.same(await attemptsOfCalls(3), [2, 2, 1], 'a window later the old retries no longer count: two retries again, then spent again')
+  clock.tick(2_200)
+  t.same(await attemptsOfCalls(1), [2], 'and again once that window has passed, with the clock in another of its buckets')
+  t.equal(await metricValue(app, /^retry_budget_exhausted_total\{operation="default"\}/), 3, 'the calls refused by the budget are counted')
 })
 
 test('bad options fail with a TypeError naming the option', async (t) => {

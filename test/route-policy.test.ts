@@ -9,7 +9,7 @@ import { deferred, useFakeClock } from './fixtures/clock.js'
 import { get } from './fixtures/http.js'
 import { captureLogs } from './fixtures/logs.js'
 import { testDatabaseUrl } from './fixtures/services.js'
-import { waitFor } from './fixtures/wait.js'
+import { waitFor, within } from './fixtures/wait.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -87,6 +87,26 @@ test('the fallback receives FST_RESILIENCE_CIRCUIT_OPEN and its value is sent wi
   t.match(seen, { code: 'FST_RESILIENCE_CIRCUIT_OPEN' })
 })
 
+test('the route fallback never stands in for an error the request caused (400, 404, 409, 422, SQLSTATE 23505)', async (t) => {
+  let used = 0
+  const app = await build(t, (instance) => {
+    instance.get('/error/:kind', { config: { resilience: { breaker: 'db', fallback: () => { used++; return { degraded: true } } } } }, async (request) => {
+      const { kind } = request.params as { kind: string }
+      if (kind === 'unique') throw Object.assign(new Error('duplicate key value violates unique constraint'), { code: '23505' })
+      throw Object.assign(new Error(`status ${kind}`), { statusCode: Number(kind) })
+    })
+  })
+  for (const status of [400, 404, 409, 422]) {
+    const response = await app.inject(`/error/${status}`)
+    t.equal(response.statusCode, status, `${status} reaches the client`)
+    t.equal(response.json().message, `status ${status}`)
+  }
+  t.equal((await app.inject('/error/unique')).statusCode, 500, 'a constraint violation is not replaced by the fallback (the app\'s error handler answers it)')
+  t.equal(used, 0, 'the fallback never ran')
+  t.equal((await app.inject('/error/503')).statusCode, 200, 'a dependency failure still falls back')
+  t.equal(used, 1)
+})
+
 test('timed-out attempts answer 503 FST_RESILIENCE_TIMEOUT, abort their signal and count as breaker failures', async (t) => {
   const signals: AbortSignal[] = []
   const app = await build(t, (instance) => {
@@ -96,7 +116,7 @@ test('timed-out attempts answer 503 FST_RESILIENCE_TIMEOUT, abort their signal a
     })
   })
   for (let i = 0; i < 3; i++) {
-    const response = await app.inject('/slow')
+    const response = await within('the answer to a request whose handler never ends (its 30 ms timeout should cut it)', app.inject('/slow'))
     t.equal(response.statusCode, 503)
     t.same(response.json(), { statusCode: 503, code: 'FST_RESILIENCE_TIMEOUT', error: 'Service Unavailable', message: 'operation timed out after 30 ms' })
   }
@@ -171,13 +191,13 @@ test('the attempt signal aborts when the client disconnects, also if it is first
     client.end()
     client.on('socket', (socket) => socket.once('connect', () => setImmediate(() => client.destroy())))
   }
-  const early = await seen.early.promise
+  const early = await within('the attempt signal to abort when the client disconnected', seen.early.promise)
   const late = await seen.late.promise
   t.equal(early.aborted, true)
   t.match(early.reason, /the client closed the connection before the reply/)
   t.equal(late.aborted, true, 'a signal first read after the client left is born aborted')
-  t.equal((await seen.retrying.promise).aborted, true, 'on a retried route too')
-  await retryingSettled.promise
+  t.equal((await within('the attempt signal of a retried route to abort when the client disconnected', seen.retrying.promise)).aborted, true, 'on a retried route too')
+  await within('the retry loop to end once the client had disconnected', retryingSettled.promise)
   t.equal(retryingCalls, 1, 'the retry loop ended without another attempt')
 })
 
@@ -195,7 +215,7 @@ test('a handler that first asks for its signal after its attempt timed out gets 
   })
   const response = Promise.resolve(app.inject('/late-reader'))
   await clock.tickAsync(100)
-  t.equal((await response).json().code, 'FST_RESILIENCE_TIMEOUT')
+  t.equal((await within('the answer once the 100 ms attempt timeout passed on the fake clock', response)).json().code, 'FST_RESILIENCE_TIMEOUT')
   gate.resolve()
   const signal = await seen.promise
   t.equal(signal.aborted, true, 'born aborted: the attempt is over')
@@ -211,7 +231,7 @@ test('each retry attempt gets a fresh signal; the timed-out one is aborted', asy
       return 'second attempt'
     })
   })
-  const response = await app.inject('/second-try')
+  const response = await within('the answer of the second attempt (the first one\'s 30 ms timeout should cut it)', app.inject('/second-try'))
   t.equal(response.body, 'second attempt')
   t.equal(signals[0]?.aborted, true)
   t.equal(signals[1]?.aborted, false)
@@ -292,17 +312,35 @@ test('a handler that already sent its reply and then threw is not re-run, nor re
   t.equal(calls, 1)
 })
 
-test('POST is not retried unless allowNonIdempotent is set', async (t) => {
-  const calls = { plain: 0, allowed: 0 }
+test('POST and PATCH are not retried unless allowNonIdempotent is set', async (t) => {
+  for (const method of ['POST', 'PATCH'] as const) {
+    const calls = { plain: 0, allowed: 0 }
+    const app = await build(t, (instance) => {
+      instance.route({ method, url: '/plain', config: { resilience: { retry: { maxRetries: 2 } } }, handler: async () => { calls.plain++; throw unavailable() } })
+      instance.route({ method, url: '/allowed', config: { resilience: { retry: { maxRetries: 2, allowNonIdempotent: true } } }, handler: async () => { calls.allowed++; throw unavailable() } })
+    })
+    t.equal((await app.inject({ method, url: '/plain' })).statusCode, 503, `${method}: the handler's 503`)
+    t.equal(calls.plain, 1, `${method}: run once, not retried`)
+    const allowed = await app.inject({ method, url: '/allowed' })
+    t.equal(calls.allowed, 3, `${method} with allowNonIdempotent: retried`)
+    t.equal(allowed.json().code, 'FST_RESILIENCE_RETRY_EXHAUSTED')
+  }
+})
+
+test('the idempotent methods GET, HEAD, OPTIONS, PUT and DELETE are retried', async (t) => {
+  const methods = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'] as const
+  const calls: Record<string, number> = {}
   const app = await build(t, (instance) => {
-    instance.post('/plain', { config: { resilience: { retry: { maxRetries: 2 } } } }, async () => { calls.plain++; throw unavailable() })
-    instance.post('/allowed', { config: { resilience: { retry: { maxRetries: 2, allowNonIdempotent: true } } } }, async () => { calls.allowed++; throw unavailable() })
+    for (const method of methods) {
+      calls[method] = 0
+      instance.route({ method, url: `/${method.toLowerCase()}`, config: { resilience: { retry: { maxRetries: 2 } } }, handler: async () => { calls[method]++; throw unavailable() } })
+    }
   })
-  t.equal((await app.inject({ method: 'POST', url: '/plain' })).statusCode, 503)
-  t.equal(calls.plain, 1)
-  const allowed = await app.inject({ method: 'POST', url: '/allowed' })
-  t.equal(calls.allowed, 3)
-  t.equal(allowed.json().code, 'FST_RESILIENCE_RETRY_EXHAUSTED')
+  for (const method of methods) {
+    const response = await app.inject({ method, url: `/${method.toLowerCase()}` })
+    t.equal(calls[method], 3, `${method}: the first call and two retries`)
+    t.equal(response.statusCode, 503, `${method}: answered once the retries were spent`)
+  }
 })
 
 test('routes without pipeline options are left as they are, with a signal that never aborts', async (t) => {
@@ -426,7 +464,7 @@ test('an attempt that fails because the client went away does not count against 
     client.on('error', () => {})
     client.end()
     client.on('socket', (socket) => socket.once('connect', () => setImmediate(() => client.destroy())))
-    await failedOnce[path.slice(1) as keyof typeof failedOnce].promise
+    await within(`the error of ${path} after its client disconnected`, failedOnce[path.slice(1) as keyof typeof failedOnce].promise)
   }
   t.same(app.breaker('gone').toJSON().window, { calls: 0, failures: 0 }, 'neither failure counted')
   t.equal(app.breaker('gone').state, 'closed')

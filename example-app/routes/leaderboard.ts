@@ -4,17 +4,18 @@ import type { PlayerCache } from '../cache.js'
 interface Entry { id: number, username: string, score: number }
 
 export async function leaderboardRoutes (app: FastifyInstance, { cache }: { cache: PlayerCache }): Promise<void> {
-  app.get<{ Querystring: { limit: number } }>('/leaderboard', {
+  app.get<{ Querystring: { limit: string } }>('/leaderboard', {
     schema: {
       querystring: {
         type: 'object',
-        properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 10 } },
+        // 1 to 100, in plain digits (see params.ts).
+        properties: { limit: { type: 'string', pattern: '^(?:[1-9][0-9]?|100)$', default: '10' } },
         additionalProperties: false
       }
     },
     config: { resilience: { flag: 'leaderboard', shed: { priority: 'sheddable' } } }
   }, async (request, reply) => {
-    const { limit } = request.query
+    const limit = Number(request.query.limit)
     const { value, tier } = await app.fallback<{ players: Entry[], degraded?: true }>({
       name: 'leaderboard',
       primary: async ({ signal }) => await app.breaker('database').execute(async () => {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { PlayerCache } from '../cache.js'
+import { playerParams } from './params.js'
 
 export interface Player {
   id: number
@@ -8,13 +9,6 @@ export interface Player {
   score: number
   updatedAt: string
 }
-
-const playerParams = {
-  type: 'object',
-  properties: { id: { type: 'integer', minimum: 1, maximum: 2147483647 } },
-  required: ['id'],
-  additionalProperties: false
-} as const
 
 const scoreBody = {
   type: 'object',
@@ -30,11 +24,11 @@ function notFound (id: number): Error {
 const SELECT_PLAYER = 'SELECT id, username, level, score::float8 AS score, updated_at AS "updatedAt" FROM players WHERE id = $1'
 
 export async function playerRoutes (app: FastifyInstance, { cache }: { cache: PlayerCache }): Promise<void> {
-  app.get<{ Params: { id: number } }>('/players/:id', {
+  app.get<{ Params: { id: string } }>('/players/:id', {
     schema: { params: playerParams },
     config: { resilience: { flag: 'player_lookup' } }
   }, async (request, reply) => {
-    const { id } = request.params
+    const id = Number(request.params.id)
     const { value, tier } = await app.fallback<Player | { id: number, degraded: true }>({
       name: 'player',
       // The source of truth: PostgreSQL, through the database breaker, retried on transient errors.
@@ -52,12 +46,12 @@ export async function playerRoutes (app: FastifyInstance, { cache }: { cache: Pl
     return value
   })
 
-  app.put<{ Params: { id: number }, Body: { score: number } }>('/players/:id/score', {
+  app.put<{ Params: { id: string }, Body: { score: number } }>('/players/:id/score', {
     schema: { params: playerParams, body: scoreBody },
     // Idempotent statement: transient errors are retried; never answered from a fallback.
     config: { resilience: { breaker: 'database', retry: { maxRetries: 2, operation: 'score_update' } } }
   }, async (request) => {
-    const { id } = request.params
+    const id = Number(request.params.id)
     const { rows } = await app.pg.query<Player>(
       'UPDATE players SET score = $2, updated_at = now() WHERE id = $1 RETURNING id, username, level, score::float8 AS score, updated_at AS "updatedAt"',
       [id, request.body.score])

@@ -112,6 +112,9 @@ test('errors that are no dependency failure pass unchanged: client errors, own s
     instance.get('/bad-gateway', protect, async () => { throw Object.assign(new Error('upstream answered 502'), { statusCode: 502 }) })
     instance.get('/own-retry-after', protect, async () => { throw Object.assign(new Error('maintenance'), { statusCode: 503, headers: { 'retry-after': '120' } }) })
     instance.get('/bug', protect, async () => { throw new TypeError('cannot read properties of undefined') })
+    // eslint-disable-next-line no-throw-literal
+    instance.get('/thrown-string', protect, async () => { throw 'ECONNREFUSED' })
+    instance.get('/status-503', protect, async () => { throw Object.assign(new Error('busy'), { status: 503 }) })
   })
   const missing = await app.inject('/missing')
   t.equal(missing.statusCode, 404)
@@ -126,6 +129,10 @@ test('errors that are no dependency failure pass unchanged: client errors, own s
 
   const bug = await app.inject('/bug')
   t.equal(bug.statusCode, 500, 'a bug is not a dependency failure: the app\'s error handler decides what to show')
+  t.equal((await app.inject('/thrown-string')).statusCode, 500, 'a thrown non-object is left to the error handler')
+  const status503 = await app.inject('/status-503')
+  t.equal(status503.statusCode, 503, 'a `status` counts like a `statusCode`')
+  t.equal(status503.headers['retry-after'], '5')
 })
 
 test('app.retry\'s RETRY_EXHAUSTED carries Retry-After when a handler throws it', async (t) => {

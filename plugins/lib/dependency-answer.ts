@@ -19,10 +19,11 @@ export const DEPENDENCY_RETRY_AFTER_MS = 5_000
 export function dependencyAnswer (error: unknown, retryAfterMs: number): unknown {
   if (typeof error !== 'object' || error === null) return error
   const { statusCode, status, headers } = error as { statusCode?: unknown, status?: unknown, headers?: Record<string, string> }
-  if (statusCode === undefined && status === undefined) {
+  const httpStatus = statusCode ?? status
+  if (httpStatus === undefined) {
     return isTransientError(error) ? withRetryAfter(new DependencyUnavailableError({ cause: error }), retryAfterMs) : error
   }
-  if (statusCode === 503 && headers?.['retry-after'] === undefined) return withRetryAfter(error as Error, retryAfterMs)
+  if (httpStatus === 503 && headers?.['retry-after'] === undefined) return withRetryAfter(error as Error, retryAfterMs)
   return error
 }
 

@@ -86,8 +86,11 @@ export class FeatureFlags {
 
   /**
    * Saves a value; with the Redis store every instance applies it. Rejects with
-   * `FST_RESILIENCE_FLAG_STORE_UNAVAILABLE` while Redis is unreachable (the
-   * value is then not changed anywhere).
+   * `FST_RESILIENCE_FLAG_STORE_UNAVAILABLE` when Redis is unreachable, refuses
+   * the change or does not confirm it in time; a rejected change is fenced so
+   * Redis never applies it later (one residual case: applied just before its
+   * deadline with the answer lost; every instance then converges on what Redis
+   * holds; see the README).
    */
   async set (name: string, value: FlagValue): Promise<void> {
     checkFlagName(this.read, 'name', name)

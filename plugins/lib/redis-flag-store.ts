@@ -1,6 +1,7 @@
+import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import { FlagStoreUnavailableError } from '../errors.js'
+import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../errors.js'
 import { callWithTimeout } from './timeout.js'
 import { neverAborted } from './abort.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
@@ -33,6 +34,54 @@ function parseJson (text: string): unknown {
 }
 
 /**
+ * The fenced write. KEYS[1] the hash; ARGV: the fence (microseconds since the
+ * epoch on Redis's clock), the flag, its value (JSON), the channel, the change
+ * message. Redis applies the change, and announces it, only while its own
+ * clock is before the fence: a write that reaches it late (left in the socket
+ * buffer of a frozen server, delayed on the way) is refused by Redis itself.
+ * Returns 1 if applied, 0 if refused.
+ */
+const FENCED_SET = `
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000000 + tonumber(now[2]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`
+
+/**
+ * Settles like `promise`, or rejects with `FST_RESILIENCE_TIMEOUT` once the
+ * monotonic clock reaches `giveUpAt`. The fence is derived from `giveUpAt`, so
+ * giving up must never come before it: a timer that fires early is re-armed.
+ */
+async function beforeGiveUp<T> (promise: PromiseLike<T>, giveUpAt: number, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    const check = (): void => {
+      const leftMs = giveUpAt - performance.now()
+      if (leftMs <= 0) reject(new TimeoutError(timeoutMs))
+      else timer = setTimeout(check, Math.ceil(leftMs))
+    }
+    check()
+  })
+  try {
+    return await Promise.race([promise, expired])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Why a change failed, in words that may reach an API response: never the
+ * driver's message (it can name hosts and ports), which stays the `cause`.
+ */
+function failureReason (error: unknown, timeoutMs: number): string {
+  if (isTimeoutError(error)) return `Redis did not confirm the change within ${timeoutMs} ms`
+  if ((error as Error).name === 'ReplyError') return 'Redis refused the change'
+  return 'Redis is unreachable'
+}
+
+/**
  * Flags shared by every instance through Redis: values live in a hash, each
  * change is published on a channel, and every instance listens on its own
  * subscriber connection (a `duplicate()` of the client), so changes arrive as
@@ -40,12 +89,25 @@ function parseJson (text: string): unknown {
  * hash is read anew, which picks up changes made while this instance was cut
  * off. Flags missing from the hash (a Redis restarted without persistence)
  * keep their last known values.
+ *
+ * Changes go through a connection of their own (another `duplicate()`) with
+ * ioredis's offline queue and resending off, so a change is sent once, now,
+ * or refused now: never queued for later, nor sent again on a new connection,
+ * whatever the options of the app's client. What is sent
+ * carries a fence on Redis's own clock that passes no later than the moment
+ * `set()` gives up (see `fencedWrite`), so a rejected change is not applied
+ * afterwards. One case remains: Redis applies the change just before the
+ * fence and its reply arrives too late (or never). The change then reaches
+ * every instance, this one too, like any other change: through the channel,
+ * or through the reload when a connection comes back; a late reply is logged.
  */
 export class RedisFlagStore implements FlagStore {
   private readonly settings: RedisFlagStoreSettings
   private readonly flags: FeatureFlags
   private readonly log: FastifyBaseLogger
   private readonly subscriber: Redis
+  private readonly writer: Redis
+  private readonly writerReady: Promise<unknown>
   private unavailable = false
   private readonly onReady = (): void => { this.reload().catch(() => {}) }
   /** The subscriber connection dropped (or never came up): say so once per outage. */
@@ -56,8 +118,8 @@ export class RedisFlagStore implements FlagStore {
   }
 
   /** ioredis reports every failed reconnection as an error; the outage is already logged. */
-  private readonly onSubscriberError = (error: Error): void => {
-    this.log.debug({ err: error }, 'feature flags: Redis subscriber error')
+  private readonly onConnectionError = (error: Error): void => {
+    this.log.debug({ err: error }, 'feature flags: Redis connection error')
   }
 
   /** The subscriber listens to our channel only. */
@@ -76,32 +138,67 @@ export class RedisFlagStore implements FlagStore {
     this.flags = flags
     this.log = log
     this.subscriber = settings.client.duplicate()
-    this.subscriber.on('error', this.onSubscriberError)
+    this.subscriber.on('error', this.onConnectionError)
     this.subscriber.on('close', this.onSubscriberLost)
     this.subscriber.on('message', this.onMessage)
     this.subscriber.on('ready', this.onReady)
     settings.client.on('ready', this.onReady)
+    this.writer = settings.client.duplicate({ enableOfflineQueue: false, autoResendUnfulfilledCommands: false, lazyConnect: false })
+    this.writer.on('error', this.onConnectionError)
+    this.writerReady = new Promise((resolve) => this.writer.once('ready', resolve))
   }
 
-  /** Subscribes and loads every value; never fails start-up (Redis may come later). */
+  /** Subscribes, connects the writer and loads every value; never fails start-up (Redis may come later). */
   async start (): Promise<void> {
-    try {
-      await callWithTimeout(async () => await this.subscriber.subscribe(this.settings.channel), neverAborted, this.settings.commandTimeoutMs)
-    } catch (error) {
-      this.onSubscriberLost(error)
-    }
+    const { channel, commandTimeoutMs } = this.settings
+    await Promise.all([
+      callWithTimeout(async () => await this.subscriber.subscribe(channel), neverAborted, commandTimeoutMs).catch(this.onSubscriberLost),
+      // Without an offline queue, a change made before the writer is connected would be refused.
+      callWithTimeout(async () => await this.writerReady, neverAborted, commandTimeoutMs).catch(() => {})
+    ])
     await this.reload()
   }
 
   async set (name: string, value: FlagValue): Promise<void> {
-    const { client, key, channel, commandTimeoutMs } = this.settings
-    if (client.status !== 'ready') throw new FlagStoreUnavailableError(name, `Redis connection is ${client.status}`)
-    const text = JSON.stringify(value)
     try {
-      await callWithTimeout(async () => await client.multi().hset(key, name, text).publish(channel, JSON.stringify({ name, value })).exec(), neverAborted, commandTimeoutMs)
+      await this.fencedWrite(name, value)
     } catch (error) {
-      throw new FlagStoreUnavailableError(name, (error as Error).message, { cause: error })
+      throw new FlagStoreUnavailableError(name, failureReason(error, this.settings.commandTimeoutMs), { cause: error })
     }
+  }
+
+  /**
+   * Asks Redis for its time, then sends the fenced write. Redis read its clock
+   * at some moment before its reply arrived; taking that moment to be now can
+   * only move the fence earlier, so the fence passes on Redis's clock no later
+   * than `giveUpAt` passes on ours, whatever the offset between the two clocks
+   * (and both count time at the same rate over a few seconds). A TIME answered
+   * after we gave up sends nothing.
+   */
+  private async fencedWrite (name: string, value: FlagValue): Promise<void> {
+    const { key, channel, commandTimeoutMs } = this.settings
+    const giveUpAt = performance.now() + commandTimeoutMs
+    const [seconds, microseconds] = await beforeGiveUp(this.writer.time(), giveUpAt, commandTimeoutMs)
+    const fenceUs = Number(seconds) * 1_000_000 + Number(microseconds) + Math.floor((giveUpAt - performance.now()) * 1000)
+    const written = this.writer.eval(FENCED_SET, 1, key, fenceUs, name, JSON.stringify(value), channel, JSON.stringify({ name, value }))
+    let applied: unknown
+    try {
+      applied = await beforeGiveUp(written, giveUpAt, commandTimeoutMs)
+    } catch (error) {
+      this.reportLateReply(name, value, written)
+      throw error
+    }
+    // Refused: Redis's clock had passed the fence (the TIME reply was slow).
+    if (applied !== 1) throw new TimeoutError(commandTimeoutMs)
+  }
+
+  /** A write given up on may still have been applied before its fence: say so when its reply comes. */
+  private reportLateReply (name: string, value: FlagValue, written: Promise<unknown>): void {
+    Promise.allSettled([written]).then(([reply]) => {
+      if (reply.status === 'fulfilled' && reply.value === 1) {
+        this.log.warn({ flag: name, value }, 'feature flags: a change reported as failed reached Redis before its deadline and was applied; every instance follows it')
+      }
+    })
   }
 
   /** Reads the whole hash and applies what differs. */
@@ -123,8 +220,9 @@ export class RedisFlagStore implements FlagStore {
     }
   }
 
-  /** Removes our listeners from the app's client and closes the subscriber connection. */
+  /** Removes our listeners from the app's client and closes our connections. */
   close (): void {
+    this.writer.disconnect()
     this.settings.client.off('ready', this.onReady)
     this.subscriber.off('ready', this.onReady)
     this.subscriber.off('message', this.onMessage)

@@ -1,4 +1,5 @@
 import { TimeoutError } from '../errors.js'
+import { onAbort } from './abort.js'
 
 /** What every protected function receives. */
 export interface CallContext {
@@ -19,8 +20,9 @@ export async function callWithTimeout<T> (fn: (context: CallContext) => PromiseL
   if (timeoutMs === undefined) return await fn({ signal })
   const controller = new AbortController()
   const followCaller = (): void => controller.abort(signal.reason)
+  let stopFollowing = (): void => {}
   if (signal.aborted) followCaller()
-  else signal.addEventListener('abort', followCaller, { once: true })
+  else stopFollowing = onAbort(signal, followCaller)
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
@@ -33,6 +35,6 @@ export async function callWithTimeout<T> (fn: (context: CallContext) => PromiseL
     return await Promise.race([(async () => await fn({ signal: controller.signal }))(), expired])
   } finally {
     clearTimeout(timer)
-    signal.removeEventListener('abort', followCaller)
+    stopFollowing()
   }
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './lib/redis-client.js'
 import { FeatureDisabledError } from './errors.js'
 import { FeatureFlags, checkFlagName, checkFlagValue, enabledShare } from './lib/feature-flags.js'
 import type { FlagValue } from './lib/feature-flags.js'
@@ -13,13 +13,14 @@ import { routeLabel, routeResilience } from './lib/route-config.js'
 
 export { FeatureFlags } from './lib/feature-flags.js'
 export type { FlagValue, FlagChangeListener } from './lib/feature-flags.js'
+export type { RedisClient } from './lib/redis-client.js'
 
 const PLUGIN = 'fastify-resilience-flags'
 
 /** The shared Redis store of the flags plugin. */
 export interface FlagsRedisOptions {
   /** An ioredis client; by default the app's `app.redis` from @fastify/redis. */
-  client?: Redis
+  client?: RedisClient
   /**
    * Hash holding the values.
    * @default 'fastify-resilience:flags'
@@ -79,7 +80,7 @@ declare module './lib/route-config.js' {
 
 const DEFAULT_CHANNEL = 'fastify-resilience:flags'
 
-function resolveRedis (read: OptionReader, raw: unknown, appRedis: () => Redis | undefined): Required<FlagsRedisOptions> | undefined {
+function resolveRedis (read: OptionReader, raw: unknown, appRedis: () => RedisClient | undefined): Required<FlagsRedisOptions> | undefined {
   if (raw === undefined) return undefined
   const opts = raw === true ? {} : read.object<FlagsRedisOptions>('redis', raw, ['client', 'key', 'channel', 'commandTimeoutMs'])
   const client = opts.client ?? appRedis()
@@ -108,7 +109,7 @@ const flagsPlugin: FastifyPluginAsync<FlagsPluginOptions> = async (app, rawOptio
   const admin = opts.admin === undefined ? undefined : read.object<NonNullable<FlagsPluginOptions['admin']>>('admin', opts.admin, ['token', 'prefix'])
   const adminToken = admin === undefined ? undefined : read.string('admin.token', admin.token, '', { pattern: /^\S{16,}$/, description: 'a token of at least 16 characters without spaces' })
   const adminPrefix = read.string('admin.prefix', admin?.prefix, '/admin', { pattern: /^(\/[\w.~-]+)+$/, description: 'a path prefix such as "/admin"' })
-  const redis = resolveRedis(read, opts.redis, () => app.hasDecorator('redis') ? (app as unknown as { redis: Redis }).redis : undefined)
+  const redis = resolveRedis(read, opts.redis, () => app.hasDecorator('redis') ? (app as unknown as { redis: RedisClient }).redis : undefined)
   registerOnce(app, PLUGIN)
 
   const flags = new FeatureFlags(read, defaultEnabled, defaults, (error) => app.log.error({ err: error }, 'feature flags: a change listener failed'))

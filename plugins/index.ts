@@ -6,7 +6,7 @@ export type { BreakerOptions, BreakerPluginOptions, BreakerAccessor, BreakerSnap
 export { retry, isTransientError } from './retry.js'
 export type { RetryOptions, RetryPluginOptions, RetryFunction, RetryContext, RetryableFunction, RetryBudgetSettings, Jitter } from './retry.js'
 export { flags, FeatureFlags } from './flags.js'
-export type { FlagsPluginOptions, FlagsRedisOptions, FlagValue, FlagChangeListener } from './flags.js'
+export type { FlagsPluginOptions, FlagsRedisOptions, FlagValue, FlagChangeListener, RedisClient } from './flags.js'
 export type { RouteResilienceOptions } from './lib/route-config.js'
 export { fallback } from './fallback.js'
 export type { FallbackOptions, FallbackPluginOptions, FallbackResult, FallbackTier, FallbackTimeouts, FallbackFunction, TierContext } from './fallback.js'

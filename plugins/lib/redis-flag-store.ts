@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../errors.js'
 import { callWithTimeout } from './timeout.js'
 import { neverAborted } from './abort.js'
@@ -8,7 +8,7 @@ import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
 
 export interface RedisFlagStoreSettings {
-  client: Redis
+  client: RedisClient
   /** Hash holding every flag's value (JSON). */
   key: string
   /** Channel every change is published on. */
@@ -105,8 +105,8 @@ export class RedisFlagStore implements FlagStore {
   private readonly settings: RedisFlagStoreSettings
   private readonly flags: FeatureFlags
   private readonly log: FastifyBaseLogger
-  private readonly subscriber: Redis
-  private readonly writer: Redis
+  private readonly subscriber: RedisClient
+  private readonly writer: RedisClient
   private readonly writerReady: Promise<unknown>
   private unavailable = false
   private readonly onReady = (): void => { this.reload().catch(() => {}) }

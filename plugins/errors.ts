@@ -15,9 +15,20 @@ import createError from '@fastify/error'
 export const CircuitOpenError = createError<'FST_RESILIENCE_CIRCUIT_OPEN', 503, [name: string]>(
   'FST_RESILIENCE_CIRCUIT_OPEN', 'circuit "%s" is open, try again later', 503)
 
-/** Every attempt of a retried operation failed; `cause` is the last error. */
-export const RetryExhaustedError = createError<'FST_RESILIENCE_RETRY_EXHAUSTED', 503, [operation: string, attempts: number, options?: { cause: unknown }]>(
+const RetryExhaustedBase = createError<'FST_RESILIENCE_RETRY_EXHAUSTED', 503, [operation: string, attempts: number, options?: { cause: unknown }]>(
   'FST_RESILIENCE_RETRY_EXHAUSTED', 'operation "%s" failed after %d attempts', 503)
+
+/** Every attempt of a retried operation failed; `cause` is the last error. */
+export class RetryExhaustedError extends RetryExhaustedBase {
+  /** Attempts made, the first call included. */
+  readonly attempts: number
+
+  constructor (operation: string, attempts: number, options?: { cause: unknown }) {
+    // @fastify/error formats every argument into the message: pass options only when given.
+    super(...(options === undefined ? [operation, attempts] : [operation, attempts, options]) as [string, number])
+    this.attempts = attempts
+  }
+}
 
 /** The feature flag guarding a route or call is disabled. */
 export const FeatureDisabledError = createError<'FST_RESILIENCE_FEATURE_DISABLED', 503, [flag: string]>(

@@ -55,6 +55,9 @@ test('RetryExhaustedError keeps the last error as its cause', async (t) => {
   const error = new RetryExhaustedError('player_lookup', 3, { cause: last })
   t.equal(error.cause, last)
   t.equal(error.message, 'operation "player_lookup" failed after 3 attempts')
+  const attempts: number = error.attempts
+  t.equal(attempts, 3, 'attempts is part of its type and set by the constructor')
+  t.equal(new RetryExhaustedError('player_lookup', 2).message, 'operation "player_lookup" failed after 2 attempts', 'no cause, no trailing argument')
 })
 
 test('withRetryAfter sends Retry-After in whole seconds, rounded up and at least 1', async (t) => {

@@ -29,6 +29,5 @@ export function dependencyAnswer (error: unknown, retryAfterMs: number): unknown
 
 /** `FST_RESILIENCE_RETRY_EXHAUSTED` with its attempts, cause and `Retry-After`. */
 export function retryExhausted (operation: string, attempts: number, cause: unknown): InstanceType<typeof RetryExhaustedError> {
-  const error = Object.assign(new RetryExhaustedError(operation, attempts, { cause }), { attempts })
-  return withRetryAfter(error, DEPENDENCY_RETRY_AFTER_MS)
+  return withRetryAfter(new RetryExhaustedError(operation, attempts, { cause }), DEPENDENCY_RETRY_AFTER_MS)
 }

@@ -1,18 +1,18 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
-import { Breaker } from './lib/circuit.js'
-import { isServerFailure } from './lib/failure.js'
-import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/circuit.js'
-import { collectedGauge, talliedCounter, useMetricsRegistry } from './lib/metrics-registry.js'
-import type { Tally } from './lib/metrics-registry.js'
-import { OptionReader } from './lib/options.js'
-import { registerOnce } from './lib/register-once.js'
+import { Breaker } from './lib/breaker/breaker.js'
+import { isServerFailure } from './lib/shared/failure.js'
+import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/breaker/breaker.js'
+import { collectedGauge, talliedCounter, useMetricsRegistry } from './lib/metrics/registry.js'
+import type { Tally } from './lib/metrics/registry.js'
+import { OptionReader } from './lib/shared/options.js'
+import { registerOnce } from './lib/shared/register-once.js'
 
-export { Breaker } from './lib/circuit.js'
-export { isCausedByRequest, isServerFailure } from './lib/failure.js'
-export type { BreakerSnapshot, BreakerState, CallResult } from './lib/circuit.js'
-export type { CallContext } from './lib/timeout.js'
+export { Breaker } from './lib/breaker/breaker.js'
+export { isCausedByRequest, isServerFailure } from './lib/shared/failure.js'
+export type { BreakerSnapshot, BreakerState, CallResult } from './lib/breaker/breaker.js'
+export type { CallContext } from './lib/shared/timeout.js'
 
 const PLUGIN = 'fastify-resilience-breaker'
 
@@ -110,7 +110,7 @@ function isBackoffFactory (value: unknown): value is IBackoffFactory<IHalfOpenAf
  * Validates breaker options (`option` names where they came from, e.g.
  * `defaults` or `breaker("database")`) and resolves them over `base`.
  */
-export function resolveBreakerOptions (read: OptionReader, option: string, raw: unknown, base: ResolvedBreakerOptions = DEFAULTS): ResolvedBreakerOptions {
+function resolveBreakerOptions (read: OptionReader, option: string, raw: unknown, base: ResolvedBreakerOptions = DEFAULTS): ResolvedBreakerOptions {
   const opts = read.object<BreakerOptions>(option, raw, BREAKER_OPTION_KEYS)
   const at = (key: string): string => `${option}.${key}`
   const halfOpenAfter = opts.halfOpenAfterMs

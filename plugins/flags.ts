@@ -1,19 +1,19 @@
 import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import type { RedisClient } from './lib/redis-client.js'
+import type { RedisClient } from './lib/shared/redis-client.js'
 import { FeatureDisabledError } from './errors.js'
-import { FeatureFlags, checkFlagName, checkFlagValue, enabledShare } from './lib/feature-flags.js'
-import type { FlagValue } from './lib/feature-flags.js'
-import { registerFlagAdmin } from './lib/flag-admin.js'
-import { collectedGauge, useMetricsRegistry } from './lib/metrics-registry.js'
-import { OptionReader, isPlainObject } from './lib/options.js'
-import { RedisFlagStore } from './lib/redis-flag-store.js'
-import { registerOnce } from './lib/register-once.js'
-import { routeLabel, routeResilience } from './lib/route-config.js'
+import { FeatureFlags, checkFlagName, checkFlagValue, enabledShare } from './lib/flags/feature-flags.js'
+import type { FlagValue } from './lib/flags/feature-flags.js'
+import { registerFlagAdmin } from './lib/flags/flag-admin.js'
+import { collectedGauge, useMetricsRegistry } from './lib/metrics/registry.js'
+import { OptionReader, isPlainObject } from './lib/shared/options.js'
+import { RedisFlagStore } from './lib/flags/redis-flag-store.js'
+import { registerOnce } from './lib/shared/register-once.js'
+import { routeLabel, routeResilience } from './lib/route/route-config.js'
 
-export { FeatureFlags } from './lib/feature-flags.js'
-export type { FlagValue, FlagChangeListener } from './lib/feature-flags.js'
-export type { RedisClient } from './lib/redis-client.js'
+export { FeatureFlags } from './lib/flags/feature-flags.js'
+export type { FlagValue, FlagChangeListener } from './lib/flags/feature-flags.js'
+export type { RedisClient } from './lib/shared/redis-client.js'
 
 const PLUGIN = 'fastify-resilience-flags'
 
@@ -71,7 +71,7 @@ declare module 'fastify' {
   }
 }
 
-declare module './lib/route-config.js' {
+declare module './lib/route/route-config.js' {
   interface RouteResilienceOptions {
     /** A disabled flag answers 503 `FST_RESILIENCE_FEATURE_DISABLED` before the handler runs. */
     flag?: string

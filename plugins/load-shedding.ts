@@ -3,10 +3,10 @@ import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { OverloadedError } from './errors.js'
-import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics-registry.js'
-import { OptionReader, isPlainObject } from './lib/options.js'
-import { registerOnce } from './lib/register-once.js'
-import { routeLabel, routeResilience } from './lib/route-config.js'
+import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics/registry.js'
+import { OptionReader, isPlainObject } from './lib/shared/options.js'
+import { registerOnce } from './lib/shared/register-once.js'
+import { routeLabel, routeResilience } from './lib/route/route-config.js'
 
 const PLUGIN = 'fastify-resilience-load-shedding'
 
@@ -71,7 +71,7 @@ declare module 'fastify' {
   }
 }
 
-declare module './lib/route-config.js' {
+declare module './lib/route/route-config.js' {
   interface RouteResilienceOptions {
     /** `{ priority }` (default `'normal'`), or `false`: never shed (health, metrics). */
     shed?: { priority?: ShedPriority } | false

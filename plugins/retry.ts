@@ -1,83 +1,22 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { createBackoff } from './lib/backoff.js'
-import type { Jitter } from './lib/backoff.js'
-import { useMetricsRegistry } from './lib/metrics-registry.js'
-import { OptionReader, isPlainObject } from './lib/options.js'
-import { registerOnce } from './lib/register-once.js'
-import { Retrier, retryPolicy } from './lib/retrier.js'
-import type { RetryableFunction, RetrySettings } from './lib/retrier.js'
-import type { RetryBudgetSettings } from './lib/retry-budget.js'
-import { isTransientError } from './lib/transient.js'
+import { useMetricsRegistry } from './lib/metrics/registry.js'
+import { provideRetryInternals } from './lib/retry/internals.js'
+import { Retrier } from './lib/retry/retrier.js'
+import type { RetryableFunction } from './lib/retry/retrier.js'
+import { RetrySettingsCache } from './lib/retry/settings-cache.js'
+import { resolveRetryDefaults, retrySettings } from './lib/retry/settings.js'
+import type { RetryOptions } from './lib/retry/settings.js'
+import { OptionReader, isPlainObject } from './lib/shared/options.js'
+import { registerOnce } from './lib/shared/register-once.js'
 
-export { isTransientError } from './lib/transient.js'
-export type { Jitter } from './lib/backoff.js'
-export type { RetryContext, RetryableFunction } from './lib/retrier.js'
-export type { RetryBudgetSettings } from './lib/retry-budget.js'
+export { isTransientError } from './lib/shared/transient.js'
+export type { Jitter } from './lib/retry/backoff.js'
+export type { RetryContext, RetryableFunction } from './lib/retry/retrier.js'
+export type { RetryBudgetSettings } from './lib/retry/retry-budget.js'
+export type { RetryOptions } from './lib/retry/settings.js'
 
 const PLUGIN = 'fastify-resilience-retry'
-
-/** Where the per-route pipeline finds this app's retrier and retry defaults. */
-export const kRetryInternals = Symbol.for('fastify-resilience.retry-internals')
-
-/** What the retry plugin shares with the per-route pipeline. */
-export interface RetryInternals {
-  retrier: Retrier
-  defaults: RetryDefaults
-}
-
-/** Options of one retried call; the plugin options are their defaults. */
-export interface RetryOptions {
-  /**
-   * Retries after the first call (so at most `maxRetries + 1` attempts).
-   * @default 3
-   */
-  maxRetries?: number
-  /**
-   * Delay before the first retry, in milliseconds.
-   * @default 100
-   */
-  initialDelayMs?: number
-  /**
-   * Growth of the delay from one retry to the next (at least 1).
-   * @default 2
-   */
-  multiplier?: number
-  /**
-   * Cap of any one delay, in milliseconds.
-   * @default 10000
-   */
-  maxDelayMs?: number
-  /**
-   * How delays are spread: `'decorrelated'` (Polly's decorrelated jitter),
-   * `'full'` (uniform between 0 and the exponential delay) or `'none'`.
-   * @default 'decorrelated'
-   */
-  jitter?: Jitter
-  /**
-   * Total deadline in milliseconds: no retry starts whose delay would end past it.
-   * @default undefined (none)
-   */
-  maxElapsedMs?: number
-  /**
-   * Whether an error is worth another attempt.
-   * @default isTransientError (see the README's classification table)
-   */
-  isRetryable?: (error: unknown) => boolean
-  /** Stops everything at once when it aborts, even in the middle of a delay. */
-  signal?: AbortSignal
-  /**
-   * Name of the operation: the `operation` label of the metrics, and the key
-   * of its retry budget.
-   * @default 'default'
-   */
-  operation?: string
-  /**
-   * The operation's retry budget, or `false` for none.
-   * @default { ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10000 }
-   */
-  budget?: Partial<RetryBudgetSettings> | false
-}
 
 /** Options of the retry plugin: the defaults of every `app.retry` call. */
 export type RetryPluginOptions = Omit<RetryOptions, 'signal'>
@@ -92,81 +31,6 @@ declare module 'fastify' {
   }
 }
 
-const RETRY_OPTION_KEYS = ['maxRetries', 'initialDelayMs', 'multiplier', 'maxDelayMs', 'jitter', 'maxElapsedMs', 'isRetryable', 'signal', 'operation', 'budget'] as const
-const BUDGET_KEYS = ['ratio', 'minRetriesPerSecond', 'windowMs'] as const
-const JITTERS: readonly Jitter[] = ['decorrelated', 'full', 'none']
-
-/** The plugin defaults before any option, and the fields settings are built from. */
-export interface RetryDefaults {
-  maxRetries: number
-  initialDelayMs: number
-  multiplier: number
-  maxDelayMs: number
-  jitter: Jitter
-  maxElapsedMs: number | undefined
-  isRetryable: (error: unknown) => boolean
-  operation: string
-  budget: RetryBudgetSettings | false
-}
-
-const DEFAULTS: RetryDefaults = {
-  maxRetries: 3,
-  initialDelayMs: 100,
-  multiplier: 2,
-  maxDelayMs: 10_000,
-  jitter: 'decorrelated',
-  maxElapsedMs: undefined,
-  isRetryable: isTransientError,
-  operation: 'default',
-  budget: { ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000 }
-}
-
-function resolveBudget (read: OptionReader, option: string, raw: unknown, base: RetryBudgetSettings | false): RetryBudgetSettings | false {
-  if (raw === false) return false
-  if (raw === undefined) return base
-  if (!isPlainObject(raw)) throw read.fail(option, 'false or an object', raw)
-  const budget = read.object<RetryBudgetSettings>(option, raw, BUDGET_KEYS)
-  const from = base === false ? DEFAULTS.budget as RetryBudgetSettings : base
-  return {
-    ratio: read.number(`${option}.ratio`, budget.ratio, from.ratio, { min: 0, max: 1 }),
-    minRetriesPerSecond: read.number(`${option}.minRetriesPerSecond`, budget.minRetriesPerSecond, from.minRetriesPerSecond, { min: 0 }),
-    windowMs: read.number(`${option}.windowMs`, budget.windowMs, from.windowMs, { min: 10 })
-  }
-}
-
-/** Validates retry options (named `option.x` in messages) and resolves them over `base`. */
-export function resolveRetryDefaults (read: OptionReader, option: string, raw: unknown, base: RetryDefaults = DEFAULTS): RetryDefaults {
-  const opts = read.object<RetryOptions>(option, raw, RETRY_OPTION_KEYS)
-  const at = (key: string): string => option === 'options' ? key : `${option}.${key}`
-  const initialDelayMs = read.number(at('initialDelayMs'), opts.initialDelayMs, base.initialDelayMs, { min: 0 })
-  const maxDelayMs = read.number(at('maxDelayMs'), opts.maxDelayMs, base.maxDelayMs, { min: 0 })
-  if (maxDelayMs < initialDelayMs) throw read.fail(at('maxDelayMs'), `at least "initialDelayMs" (${initialDelayMs})`, maxDelayMs)
-  return {
-    maxRetries: read.number(at('maxRetries'), opts.maxRetries, base.maxRetries, { min: 0, integer: true }),
-    initialDelayMs,
-    multiplier: read.number(at('multiplier'), opts.multiplier, base.multiplier, { min: 1 }),
-    maxDelayMs,
-    jitter: read.oneOf(at('jitter'), opts.jitter, base.jitter, JITTERS),
-    maxElapsedMs: opts.maxElapsedMs === undefined ? base.maxElapsedMs : read.number(at('maxElapsedMs'), opts.maxElapsedMs, 0, { min: 1 }),
-    isRetryable: read.function(at('isRetryable'), opts.isRetryable, base.isRetryable),
-    operation: read.labelValue(at('operation'), opts.operation, base.operation),
-    budget: resolveBudget(read, at('budget'), opts.budget, base.budget)
-  }
-}
-
-/** Turns resolved defaults into what the retrier runs (backoff and cockatiel policy built once). */
-export function retrySettings (defaults: RetryDefaults): RetrySettings {
-  return {
-    maxRetries: defaults.maxRetries,
-    backoff: createBackoff(defaults),
-    maxElapsedMs: defaults.maxElapsedMs,
-    isRetryable: defaults.isRetryable,
-    operation: defaults.operation,
-    budget: defaults.budget,
-    policy: retryPolicy(defaults.maxRetries, defaults.isRetryable)
-  }
-}
-
 const retryPlugin: FastifyPluginAsync<RetryPluginOptions> = async (app, rawOptions) => {
   const read = new OptionReader(PLUGIN)
   if (isPlainObject(rawOptions) && 'signal' in rawOptions) {
@@ -177,18 +41,25 @@ const retryPlugin: FastifyPluginAsync<RetryPluginOptions> = async (app, rawOptio
   const retrier = new Retrier(useMetricsRegistry(app), PLUGIN)
   const defaultSettings = retrySettings(defaults)
 
-  // Not an async function: the common call goes straight to the retrier's promise.
+  const cache = new RetrySettingsCache()
+
+  // Not an async function: a call goes straight to the retrier's promise.
   const run: RetryFunction = (fn, options) => {
     if (options === undefined && typeof fn === 'function') return retrier.run(defaultSettings, fn)
-    return (async () => {
+    try {
       if (typeof fn !== 'function') throw read.fail('fn', 'a function', fn)
       const signal = options?.signal
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw read.fail('signal', 'an AbortSignal', signal)
-      return await retrier.run(retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults)), fn, signal)
-    })()
+      const settings = isPlainObject(options)
+        ? cache.get(options, () => retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults)))
+        : retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults))
+      return retrier.run(settings, fn, signal)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
   app.decorate('retry', run)
-  app.decorate(kRetryInternals, { retrier, defaults } satisfies RetryInternals)
+  provideRetryInternals(app, { retrier, defaults })
 }
 
 /**

@@ -2,18 +2,20 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest,
 import fp from 'fastify-plugin'
 import type { BreakerOptions } from './breaker.js'
 import { TimeoutError } from './errors.js'
-import type { Breaker } from './lib/circuit.js'
-import { neverAborted } from './lib/abort.js'
-import { Deadlines } from './lib/deadlines.js'
-import { isCausedByRequest } from './lib/failure.js'
-import { DEPENDENCY_RETRY_AFTER_MS, dependencyAnswer } from './lib/dependency-answer.js'
-import { OptionReader, isPlainObject } from './lib/options.js'
-import { registerOnce } from './lib/register-once.js'
-import type { RetrySettings } from './lib/retrier.js'
-import { RequestSignals } from './lib/request-signals.js'
-import { routeLabel, routeResilience } from './lib/route-config.js'
-import { kRetryInternals, resolveRetryDefaults, retrySettings } from './retry.js'
-import type { RetryInternals, RetryOptions } from './retry.js'
+import type { Breaker } from './lib/breaker/breaker.js'
+import { neverAborted } from './lib/shared/abort.js'
+import { Deadlines } from './lib/shared/deadlines.js'
+import { isCausedByRequest } from './lib/shared/failure.js'
+import { DEPENDENCY_RETRY_AFTER_MS, dependencyAnswer } from './lib/shared/dependency-answer.js'
+import { OptionReader, isPlainObject } from './lib/shared/options.js'
+import { registerOnce } from './lib/shared/register-once.js'
+import type { RetrySettings } from './lib/retry/retrier.js'
+import { RequestSignals } from './lib/route/request-signals.js'
+import { routeLabel, routeResilience } from './lib/route/route-config.js'
+import { retryInternalsOf } from './lib/retry/internals.js'
+import type { RetryInternals } from './lib/retry/internals.js'
+import { resolveRetryDefaults, retrySettings } from './lib/retry/settings.js'
+import type { RetryOptions } from './lib/retry/settings.js'
 
 const PLUGIN = 'fastify-resilience-route-policy'
 const ROUTE_KEYS = ['flag', 'shed', 'timeoutMs', 'retry', 'breaker', 'fallback'] as const
@@ -35,7 +37,7 @@ export interface RouteRetryOptions extends Omit<RetryOptions, 'signal'> {
  */
 export type RouteFallback = (request: FastifyRequest, error: unknown) => unknown
 
-declare module './lib/route-config.js' {
+declare module './lib/route/route-config.js' {
   interface RouteResilienceOptions {
     /** Deadline of each attempt in milliseconds: 503 `FST_RESILIENCE_TIMEOUT`, counted as a breaker failure. */
     timeoutMs?: number
@@ -190,7 +192,7 @@ const routePolicyPlugin: FastifyPluginAsync = async (app) => {
 
   function resolveRetry (read: OptionReader, raw: unknown, answered: WeakSet<object>): PipelineParts['retry'] {
     if (raw === undefined || raw === false) return undefined
-    const internals = (app as unknown as { [kRetryInternals]?: RetryInternals })[kRetryInternals]
+    const internals = retryInternalsOf(app)
     if (internals === undefined) throw new TypeError(`${read.plugin}: "config.resilience.retry" needs the retry plugin, registered before the routes`)
     if (!isPlainObject(raw)) throw read.fail('config.resilience.retry', 'an object or false', raw)
     const { allowNonIdempotent, ...options } = raw

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { sleep, untilAborted } from '../plugins/lib/abort.js'
+import { sleep, untilAborted } from '../plugins/lib/shared/abort.js'
 import { useFakeClock } from './fixtures/clock.js'
 
 test('sleep waits its time, or rejects at once on abort and releases its timer', async (t) => {

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { test } from 'tap'
-import { Deadlines } from '../plugins/lib/deadlines.js'
+import { Deadlines } from '../plugins/lib/shared/deadlines.js'
 import { useFakeClock } from './fixtures/clock.js'
 
 test('deadlines expire in order, each after its own full duration, on one timer', async (t) => {

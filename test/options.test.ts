@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { OptionReader, describeValue, isPlainObject, optionError } from '../plugins/lib/options.js'
+import { OptionReader, describeValue, isPlainObject, optionError } from '../plugins/lib/shared/options.js'
 
 const read = new OptionReader('fastify-resilience-test')
 

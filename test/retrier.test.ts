@@ -2,9 +2,9 @@
 // built only when a retry is needed). app.retry always gets a signal or none.
 import { Registry } from 'prom-client'
 import { test } from 'tap'
-import { OptionReader } from '../plugins/lib/options.js'
-import { Retrier } from '../plugins/lib/retrier.js'
-import { resolveRetryDefaults, retrySettings } from '../plugins/retry.js'
+import { OptionReader } from '../plugins/lib/shared/options.js'
+import { Retrier } from '../plugins/lib/retry/retrier.js'
+import { resolveRetryDefaults, retrySettings } from '../plugins/lib/retry/settings.js'
 import { useFakeClock } from './fixtures/clock.js'
 
 const settings = retrySettings(resolveRetryDefaults(new OptionReader('test'), 'options', { maxRetries: 2, jitter: 'none', budget: false }))

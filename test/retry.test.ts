@@ -6,8 +6,8 @@ import { test } from 'tap'
 import { breaker, metrics, retry } from '../plugins/index.js'
 import type { RetryPluginOptions } from '../plugins/retry.js'
 import { CircuitOpenError, FeatureDisabledError, OverloadedError, RetryExhaustedError, TimeoutError, isRetryExhaustedError } from '../plugins/errors.js'
-import { createBackoff } from '../plugins/lib/backoff.js'
-import { isTransientError } from '../plugins/lib/transient.js'
+import { createBackoff } from '../plugins/lib/retry/backoff.js'
+import { isTransientError } from '../plugins/lib/shared/transient.js'
 import { useFakeClock } from './fixtures/clock.js'
 import { testDatabaseUrl } from './fixtures/services.js'
 import { within } from './fixtures/wait.js'
@@ -389,4 +389,37 @@ test('registering the retry plugin twice in one scope fails loudly', async (t) =
   t.teardown(() => app.close())
   await app.register(retry)
   await t.rejects(async () => { await app.register(retry) }, /fastify-resilience-retry has already been registered/)
+})
+
+test('per-call options are resolved once per shape, and every difference between shapes is honoured', async (t) => {
+  const app = await build(t, { jitter: 'none', initialDelayMs: 0, budget: false })
+  const failing = (failures: number): (() => Promise<string>) => {
+    let calls = 0
+    return async () => {
+      if (++calls <= failures) throw Object.assign(new Error('reset'), { code: 'ECONNRESET' })
+      return `after ${calls} calls`
+    }
+  }
+  const signal = new AbortController().signal
+  for (let round = 0; round < 2; round++) {
+    await t.rejects(app.retry(failing(2), { maxRetries: 1, signal }), { code: 'FST_RESILIENCE_RETRY_EXHAUSTED' }, `round ${round}: maxRetries 1`)
+    t.equal(await app.retry(failing(2), { maxRetries: 3, signal }), 'after 3 calls', `round ${round}: maxRetries 3`)
+    const never = (): boolean => false
+    const always = (): boolean => true
+    await t.rejects(app.retry(failing(1), { maxRetries: 3, isRetryable: never }), /reset/, `round ${round}: a predicate that refuses`)
+    t.equal(await app.retry(failing(1), { maxRetries: 3, isRetryable: always }), 'after 2 calls', `round ${round}: one that accepts`)
+    await t.rejects(app.retry(failing(1), { maxRetries: 3, operation: 'spent', budget: { ratio: 0, minRetriesPerSecond: 0 } }), /reset/, `round ${round}: an empty budget`)
+    t.equal(await app.retry(failing(1), { maxRetries: 3, operation: 'spent', budget: { ratio: 0, minRetriesPerSecond: 0, windowMs: 10_000 }, maxElapsedMs: undefined }).catch(() => 'refused'), 'refused', `round ${round}: the same budget, spelled out`)
+  }
+  for (let round = 0; round < 2; round++) {
+    await t.rejects(app.retry(failing(0), { maxRetries: -1 }), { name: 'TypeError', message: /"retry\(\)\.maxRetries" must be a non-negative integer \(got -1\)/ }, 'a bad value is refused every time')
+    await t.rejects(app.retry(failing(0), { maxRetires: 2 } as never), { name: 'TypeError', message: /unknown option "retry\(\)\.maxRetires"/ }, 'so is an unknown option')
+    await t.rejects(app.retry(failing(0), { budget: { ratio: 'half' } } as never), { name: 'TypeError', message: /budget\.ratio/ }, 'and a budget that is not numbers')
+    await t.rejects(app.retry(failing(0), { operation: Symbol('op') } as never), { name: 'TypeError' }, 'and a value no key can name')
+    await t.rejects(app.retry(failing(0), { budget: new Date() } as never), { name: 'TypeError' }, 'and an object that is not plain')
+    await t.rejects(app.retry(failing(0), { budget: null } as never), { name: 'TypeError' }, 'and null')
+    await t.rejects(app.retry(failing(0), 'often' as never), { name: 'TypeError', message: /"retry\(\)" must be an object/ }, 'and options that are no object')
+  }
+  for (let i = 0; i < 300; i++) t.equal(await app.retry(failing(0), { operation: `op_${i}` }), 'after 1 calls')
+  t.equal(await app.retry(failing(1), { maxRetries: 1, operation: 'op_0' }), 'after 2 calls', 'still right once the cache has started afresh')
 })

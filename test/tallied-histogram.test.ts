@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client'
 import { test } from 'tap'
-import { talliedHistogram } from '../plugins/lib/metrics-registry.js'
+import { talliedHistogram } from '../plugins/lib/metrics/registry.js'
 import { promtoolCheck } from './fixtures/promtool.js'
 
 const config = { help: 'Retries per call.', labelNames: ['operation'] as const, buckets: [0, 1, 2, 3, 5, 10] }

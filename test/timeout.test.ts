@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { isTimeoutError } from '../plugins/errors.js'
-import { callWithTimeout } from '../plugins/lib/timeout.js'
+import { callWithTimeout } from '../plugins/lib/shared/timeout.js'
 import { useFakeClock } from './fixtures/clock.js'
 
 test('without timeoutMs the function gets the caller\'s own signal', async (t) => {

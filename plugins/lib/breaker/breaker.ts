@@ -1,11 +1,11 @@
 import { ConstantBackoff } from 'cockatiel'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
-import { CircuitOpenError, withRetryAfter } from '../errors.js'
-import { neverAborted } from './abort.js'
+import { CircuitOpenError, withRetryAfter } from '../../errors.js'
+import { neverAborted } from '../shared/abort.js'
 import { CircuitStateMachine, REFUSED } from './circuit-state.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
-import { callWithTimeout } from './timeout.js'
-import type { CallContext } from './timeout.js'
+import { callWithTimeout } from '../shared/timeout.js'
+import type { CallContext } from '../shared/timeout.js'
 
 export type { BreakerState } from './circuit-state.js'
 

@@ -1,4 +1,4 @@
-import { DependencyUnavailableError, RetryExhaustedError, withRetryAfter } from '../errors.js'
+import { DependencyUnavailableError, RetryExhaustedError, withRetryAfter } from '../../errors.js'
 import { isTransientError } from './transient.js'
 
 /**

@@ -1,4 +1,4 @@
-import { describeValue } from './options.js'
+import { describeValue } from '../shared/options.js'
 
 /**
  * The per-route options every fastify-resilience plugin reads from

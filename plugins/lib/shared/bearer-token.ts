@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { UnauthorizedError } from '../errors.js'
+import { UnauthorizedError } from '../../errors.js'
 
 /**
  * An `onRequest` hook that lets a request through only with

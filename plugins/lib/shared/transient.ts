@@ -1,5 +1,5 @@
 import { isTaskCancelledError } from 'cockatiel'
-import { isCircuitOpenError, isFeatureDisabledError, isOverloadedError, isRetryExhaustedError, isTimeoutError } from '../errors.js'
+import { isCircuitOpenError, isFeatureDisabledError, isOverloadedError, isRetryExhaustedError, isTimeoutError } from '../../errors.js'
 import { isCausedByRequest } from './failure.js'
 
 /** Node.js network error codes worth another try. */

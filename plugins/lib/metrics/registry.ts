@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { CounterConfiguration, GaugeConfiguration, HistogramConfiguration, Metric } from 'prom-client'
 // The `app.metricsRegistry` decorator type is declared next to the metrics plugin.
-import type {} from '../metrics.js'
+import type {} from '../../metrics.js'
 import { TalliedHistogram } from './tallied-histogram.js'
 
 /** The metric name prefix chosen for each registry (see the metrics plugin's `prefix`). */

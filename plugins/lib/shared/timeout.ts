@@ -1,4 +1,4 @@
-import { TimeoutError } from '../errors.js'
+import { TimeoutError } from '../../errors.js'
 import { onAbort } from './abort.js'
 
 /** What every protected function receives. */

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisClient } from './redis-client.js'
-import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../errors.js'
-import { callWithTimeout } from './timeout.js'
-import { neverAborted } from './abort.js'
+import type { RedisClient } from '../shared/redis-client.js'
+import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
+import { callWithTimeout } from '../shared/timeout.js'
+import { neverAborted } from '../shared/abort.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
 

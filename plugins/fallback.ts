@@ -1,12 +1,11 @@
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { TimeoutStrategy, isTaskCancelledError, timeout } from 'cockatiel'
-import type { TimeoutPolicy } from 'cockatiel'
-import { TimeoutError } from './errors.js'
 import { neverAborted } from './lib/shared/abort.js'
 import { counter, useMetricsRegistry } from './lib/metrics/registry.js'
 import { OptionReader } from './lib/shared/options.js'
 import { registerOnce } from './lib/shared/register-once.js'
+import { Deadlines } from './lib/shared/deadlines.js'
+import { callWithTimeout } from './lib/shared/timeout.js'
 import { isServerFailure } from './lib/shared/failure.js'
 
 const PLUGIN = 'fastify-resilience-fallback'
@@ -97,27 +96,20 @@ const fallbackPlugin: FastifyPluginAsync<FallbackPluginOptions> = async (app, ra
     labelNames: ['name', 'tier']
   })
 
-  // cockatiel's aggressive timeout: the tier is abandoned at its deadline even if it ignores its signal.
-  const policies = new Map<number, TimeoutPolicy>()
-  const policyFor = (ms: number): TimeoutPolicy => {
-    let policy = policies.get(ms)
-    if (policy === undefined) {
-      policy = timeout(ms, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: true })
-      policies.set(ms, policy)
+  // A tier is abandoned at its deadline even if it ignores its signal; one queue per duration.
+  const queues = new Map<number, Deadlines>()
+  const deadlinesOf = (ms: number | undefined): Deadlines | undefined => {
+    if (ms === undefined) return undefined
+    let deadlines = queues.get(ms)
+    if (deadlines === undefined) {
+      deadlines = new Deadlines(ms)
+      queues.set(ms, deadlines)
     }
-    return policy
+    return deadlines
   }
 
-  const runTier = async <R>(fn: (context: TierContext) => PromiseLike<R> | R, errors: unknown[], signal: AbortSignal, ms: number | undefined): Promise<R> => {
-    if (ms === undefined) return await fn({ signal, errors })
-    try {
-      return await policyFor(ms).execute(async ({ signal: tierSignal }) => await fn({ signal: tierSignal, errors }), signal)
-    } catch (error) {
-      // cockatiel reports its deadline as TaskCancelledError; say which deadline it was.
-      if (isTaskCancelledError(error) && !signal.aborted) throw new TimeoutError(ms)
-      throw error
-    }
-  }
+  const runTier = async <R>(fn: (context: TierContext) => PromiseLike<R> | R, errors: unknown[], signal: AbortSignal, ms: number | undefined): Promise<R> =>
+    await callWithTimeout(async ({ signal: tierSignal }) => await fn({ signal: tierSignal, errors }), signal, deadlinesOf(ms))
 
   const run: FallbackFunction = async (options) => {
     const call = read.object<FallbackOptions<unknown>>('fallback()', options, OPTION_KEYS)

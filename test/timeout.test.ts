@@ -1,5 +1,6 @@
 import { test } from 'tap'
 import { isTimeoutError } from '../plugins/errors.js'
+import { Deadlines } from '../plugins/lib/shared/deadlines.js'
 import { callWithTimeout } from '../plugins/lib/shared/timeout.js'
 import { useFakeClock } from './fixtures/clock.js'
 
@@ -15,7 +16,7 @@ test('a caller that aborts mid-call aborts the function\'s signal with the calle
   const call = callWithTimeout(async ({ signal }) => {
     seen = signal
     return await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
-  }, caller.signal, 60_000)
+  }, caller.signal, new Deadlines(60_000))
   caller.abort(new Error('client went away'))
   await t.rejects(call, /client went away/)
   t.equal(seen?.aborted, true)
@@ -24,16 +25,23 @@ test('a caller that aborts mid-call aborts the function\'s signal with the calle
 test('an already aborted caller signal arrives aborted', async (t) => {
   const caller = new AbortController()
   caller.abort(new Error('too late'))
-  const seen = await callWithTimeout(({ signal }) => signal, caller.signal, 60_000)
+  const seen = await callWithTimeout(({ signal }) => signal, caller.signal, new Deadlines(60_000))
   t.equal(seen.aborted, true)
   t.match(seen.reason, /too late/)
 })
 
 test('the timeout rejects without waiting for a function that ignores its signal, and clears its timer on success', async (t) => {
   const clock = useFakeClock(t)
-  const outcome = callWithTimeout(async () => await new Promise(() => {}), new AbortController().signal, 250).catch((e: unknown) => e)
+  const deadlines = new Deadlines(250)
+  const outcome = callWithTimeout(async () => await new Promise(() => {}), new AbortController().signal, deadlines).catch((e: unknown) => e)
   await clock.tickAsync(250)
   t.ok(isTimeoutError(await outcome))
-  t.equal(await callWithTimeout(async () => 'quick', new AbortController().signal, 250), 'quick')
-  t.equal(clock.countTimers(), 0, 'no timer left behind')
+  let quickSignal: AbortSignal | undefined
+  t.equal(await callWithTimeout(async ({ signal }) => { quickSignal = signal; return 'quick' }, new AbortController().signal, deadlines), 'quick')
+  await clock.tickAsync(1_000)
+  t.equal(quickSignal?.aborted, false, 'the deadline of a call that succeeded was cancelled')
+
+  const thrown = new Error('thrown at once')
+  await t.rejects(callWithTimeout(() => { throw thrown }, new AbortController().signal, deadlines), thrown, 'a synchronous throw rejects')
+  await t.rejects(callWithTimeout(() => { throw thrown }, new AbortController().signal, undefined), thrown, 'without a deadline too')
 })

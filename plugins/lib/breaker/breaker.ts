@@ -4,6 +4,7 @@ import { CircuitOpenError, withRetryAfter } from '../../errors.js'
 import { neverAborted } from '../shared/abort.js'
 import { CircuitStateMachine, REFUSED } from './circuit-state.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
+import { Deadlines } from '../shared/deadlines.js'
 import { callWithTimeout } from '../shared/timeout.js'
 import type { CallContext } from '../shared/timeout.js'
 
@@ -63,6 +64,8 @@ export class Breaker {
   private readonly machine: CircuitStateMachine
   private readonly observer: BreakerObserver
   private disposed = false
+  /** The deadlines of `timeoutMs`: one timer for all the breaker's calls. */
+  private readonly deadlines: Deadlines | undefined
   /** Errors of calls whose caller gave up: not the dependency's fault, never counted. */
   private readonly abandoned = new WeakSet<object>()
 
@@ -70,6 +73,7 @@ export class Breaker {
     this.name = name
     this.options = options
     this.observer = observer
+    this.deadlines = options.timeoutMs === undefined ? undefined : new Deadlines(options.timeoutMs)
     const halfOpenAfter = options.halfOpenAfterMs
     this.machine = new CircuitStateMachine({
       failureRatio: options.failureRatio,
@@ -109,10 +113,9 @@ export class Breaker {
     if (generation === REFUSED) return Promise.reject(this.refuse())
     let running: PromiseLike<T> | T
     try {
-      const timeoutMs = this.options.timeoutMs
-      running = timeoutMs === undefined
+      running = this.deadlines === undefined
         ? fn(signal === neverAborted ? UNABORTABLE : { signal })
-        : callWithTimeout(fn, signal, timeoutMs)
+        : callWithTimeout(fn, signal, this.deadlines)
     } catch (error) {
       running = Promise.reject(error)
     }

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisClient } from '../shared/redis-client.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
+import { Deadlines } from '../shared/deadlines.js'
 import { callWithTimeout } from '../shared/timeout.js'
 import { neverAborted } from '../shared/abort.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
@@ -108,6 +109,8 @@ export class RedisFlagStore implements FlagStore {
   private readonly subscriber: RedisClient
   private readonly writer: RedisClient
   private readonly writerReady: Promise<unknown>
+  /** Deadlines of `commandTimeoutMs` for loading and subscribing. */
+  private readonly deadlines: Deadlines
   private unavailable = false
   private readonly onReady = (): void => { this.reload().catch(() => {}) }
   /** The subscriber connection dropped (or never came up): say so once per outage. */
@@ -135,6 +138,7 @@ export class RedisFlagStore implements FlagStore {
 
   constructor (settings: RedisFlagStoreSettings, flags: FeatureFlags, log: FastifyBaseLogger) {
     this.settings = settings
+    this.deadlines = new Deadlines(settings.commandTimeoutMs)
     this.flags = flags
     this.log = log
     this.subscriber = settings.client.duplicate()
@@ -150,11 +154,11 @@ export class RedisFlagStore implements FlagStore {
 
   /** Subscribes, connects the writer and loads every value; never fails start-up (Redis may come later). */
   async start (): Promise<void> {
-    const { channel, commandTimeoutMs } = this.settings
+    const { channel } = this.settings
     await Promise.all([
-      callWithTimeout(async () => await this.subscriber.subscribe(channel), neverAborted, commandTimeoutMs).catch(this.onSubscriberLost),
+      callWithTimeout(async () => await this.subscriber.subscribe(channel), neverAborted, this.deadlines).catch(this.onSubscriberLost),
       // Without an offline queue, a change made before the writer is connected would be refused.
-      callWithTimeout(async () => await this.writerReady, neverAborted, commandTimeoutMs).catch(() => {})
+      callWithTimeout(async () => await this.writerReady, neverAborted, this.deadlines).catch(() => {})
     ])
     await this.reload()
   }
@@ -205,7 +209,7 @@ export class RedisFlagStore implements FlagStore {
   async reload (): Promise<void> {
     let stored: Record<string, string>
     try {
-      stored = await callWithTimeout(async () => await this.settings.client.hgetall(this.settings.key), neverAborted, this.settings.commandTimeoutMs)
+      stored = await callWithTimeout(async () => await this.settings.client.hgetall(this.settings.key), neverAborted, this.deadlines)
     } catch (error) {
       this.log.warn({ err: error }, 'feature flags: could not load the values from Redis; keeping the last known values')
       return

@@ -1,5 +1,6 @@
 import { TimeoutError } from '../../errors.js'
 import { onAbort } from './abort.js'
+import type { Deadlines } from './deadlines.js'
 
 /** What every protected function receives. */
 export interface CallContext {
@@ -8,33 +9,52 @@ export interface CallContext {
 }
 
 /**
- * Runs `fn` with a signal that follows `signal` and also aborts after
- * `timeoutMs`, in which case the call rejects with `FST_RESILIENCE_TIMEOUT`
- * at once, without waiting for `fn` to notice. Without `timeoutMs`, `fn`
- * simply receives `signal`.
+ * Runs `fn` with a signal that follows `signal` and also aborts when its
+ * deadline (of the `deadlines` queue) passes, in which case the call rejects
+ * with `FST_RESILIENCE_TIMEOUT` at once, without waiting for `fn` to notice.
+ * Without `deadlines`, `fn` simply receives `signal`.
  *
- * One timer and one listener per call, both released when the call settles:
- * much cheaper than composing cockatiel's `timeout()` policy on a hot path.
+ * The suite's one timeout mechanism: the breaker's `timeoutMs`, the fallback's
+ * tiers, the flag store's commands and the route pipeline's per-attempt
+ * timeout all run on {@link Deadlines} queues, one timer per duration rather
+ * than a timer per call.
  */
-export async function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, timeoutMs: number | undefined): Promise<T> {
-  if (timeoutMs === undefined) return await fn({ signal })
+export function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, deadlines: Deadlines | undefined): Promise<T> {
+  if (deadlines === undefined) {
+    try {
+      return Promise.resolve(fn({ signal }))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
   const controller = new AbortController()
   const followCaller = (): void => controller.abort(signal.reason)
   let stopFollowing = (): void => {}
   if (signal.aborted) followCaller()
   else stopFollowing = onAbort(signal, followCaller)
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      const error = new TimeoutError(timeoutMs)
+  return new Promise<T>((resolve, reject) => {
+    const deadline = deadlines.start(() => {
+      stopFollowing()
+      const error = new TimeoutError(deadlines.ms)
       controller.abort(error)
       reject(error)
-    }, timeoutMs)
+    })
+    const settle = (): void => {
+      deadline.cancel()
+      stopFollowing()
+    }
+    let running: PromiseLike<T> | T
+    try {
+      running = fn({ signal: controller.signal })
+    } catch (error) {
+      running = Promise.reject(error)
+    }
+    Promise.resolve(running).then((value) => {
+      settle()
+      resolve(value)
+    }, (error: unknown) => {
+      settle()
+      reject(error)
+    })
   })
-  try {
-    return await Promise.race([(async () => await fn({ signal: controller.signal }))(), expired])
-  } finally {
-    clearTimeout(timer)
-    stopFollowing()
-  }
 }

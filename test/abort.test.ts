@@ -1,5 +1,6 @@
+import { getEventListeners } from 'node:events'
 import { test } from 'tap'
-import { sleep, untilAborted } from '../plugins/lib/shared/abort.js'
+import { neverAborted, onAbort, sleep, untilAborted } from '../plugins/lib/shared/abort.js'
 import { useFakeClock } from './fixtures/clock.js'
 
 test('sleep waits its time, or rejects at once on abort and releases its timer', async (t) => {
@@ -30,4 +31,26 @@ test('untilAborted settles like its promise unless the signal aborts first', asy
   const pending = untilAborted(new Promise(() => {}), controller.signal)
   controller.abort(new Error('later'))
   await t.rejects(pending, /later/)
+})
+
+test('many waiters on one signal share one listener of the signal, and each is told once', async (t) => {
+  const clock = useFakeClock(t)
+  const controller = new AbortController()
+  const sleeps = Array.from({ length: 50 }, async () => await sleep(1_000, controller.signal).then(() => 'slept', (error: Error) => error.message))
+  t.equal(getEventListeners(controller.signal, 'abort').length, 1, 'one listener on the signal for 50 sleeps')
+  const told: string[] = []
+  const listener = (): void => { told.push('told') }
+  const first = onAbort(controller.signal, listener)
+  onAbort(controller.signal, listener)
+  first()
+  controller.abort(new Error('stop'))
+  t.same(await Promise.all(sleeps), Array.from({ length: 50 }, () => 'stop'), 'all 50 woke at once')
+  t.same(told, ['told'], 'a listener added twice and removed once is told once')
+  t.equal(clock.countTimers(), 0, 'their timers were released')
+})
+
+test('onAbort never listens to the never-aborting signal', async (t) => {
+  const stop = onAbort(neverAborted, () => t.fail('never called'))
+  stop()
+  t.equal(getEventListeners(neverAborted, 'abort').length, 0)
 })

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { isTimeoutError } from '../plugins/errors.js'
 import { Deadlines } from '../plugins/lib/shared/deadlines.js'
 import { callWithTimeout } from '../plugins/lib/shared/timeout.js'
-import { useFakeClock } from './fixtures/clock.js'
+import { deferred, useFakeClock } from './fixtures/clock.js'
 
 test('without timeoutMs the function gets the caller\'s own signal', async (t) => {
   const caller = new AbortController()
@@ -44,4 +44,21 @@ test('the timeout rejects without waiting for a function that ignores its signal
   const thrown = new Error('thrown at once')
   await t.rejects(callWithTimeout(() => { throw thrown }, new AbortController().signal, deadlines), thrown, 'a synchronous throw rejects')
   await t.rejects(callWithTimeout(() => { throw thrown }, new AbortController().signal, undefined), thrown, 'without a deadline too')
+})
+
+test('a signal first asked for after the deadline passed is born aborted, with the timeout as reason', async (t) => {
+  const clock = useFakeClock(t)
+  const late = deferred()
+  let seen: AbortSignal | undefined
+  const call = callWithTimeout(async (context) => {
+    await late.promise
+    seen = context.signal
+    return 'late'
+  }, new AbortController().signal, new Deadlines(100)).catch((e: unknown) => e)
+  await clock.tickAsync(100)
+  t.ok(isTimeoutError(await call))
+  late.resolve()
+  await clock.tickAsync(0)
+  t.equal(seen?.aborted, true)
+  t.ok(isTimeoutError(seen?.reason))
 })

@@ -3,16 +3,32 @@ export const neverAborted: AbortSignal = new AbortController().signal
 
 const nothingToRemove = (): void => {}
 
+/** The listeners of each signal, behind the one listener the signal itself holds. */
+const listenersOf = new WeakMap<AbortSignal, Set<() => void>>()
+
 /**
- * Calls `listener` once when `signal` aborts; returns what removes it. Never
- * listens to {@link neverAborted}: every call without a signal shares it, so
- * a listener per sleeping retry or running call would pile up on it (Node
- * warns of a leak past 10) although it can never fire.
+ * Calls `listener` once when `signal` aborts; returns what removes it. A
+ * signal gets one listener of its own however many calls wait on it (adding
+ * and removing EventTarget listeners per call was the cost of a signal, and
+ * Node warns of a leak past 10), and {@link neverAborted}, which every call
+ * without a signal shares and which can never fire, gets none.
  */
 export function onAbort (signal: AbortSignal, listener: () => void): () => void {
   if (signal === neverAborted) return nothingToRemove
-  signal.addEventListener('abort', listener, { once: true })
-  return () => signal.removeEventListener('abort', listener)
+  let listeners = listenersOf.get(signal)
+  if (listeners === undefined) {
+    const waiting = listeners = new Set()
+    listenersOf.set(signal, waiting)
+    signal.addEventListener('abort', () => {
+      for (const waiter of waiting) waiter()
+      waiting.clear()
+    }, { once: true })
+  }
+  const own = listeners
+  // Wrapped, so one function added twice is called twice.
+  const entry = (): void => listener()
+  own.add(entry)
+  return () => { own.delete(entry) }
 }
 
 /**
@@ -36,18 +52,19 @@ export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** Settles like `promise`, or rejects with the signal's reason as soon as it aborts. */
-export async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
     promise.catch(() => {})
-    throw signal.reason
+    return Promise.reject(signal.reason)
   }
-  let stopListening = nothingToRemove
-  const aborted = new Promise<never>((_resolve, reject) => {
-    stopListening = onAbort(signal, () => reject(signal.reason))
+  return new Promise<T>((resolve, reject) => {
+    const stopListening = onAbort(signal, () => reject(signal.reason))
+    promise.then((value) => {
+      stopListening()
+      resolve(value)
+    }, (error: unknown) => {
+      stopListening()
+      reject(error)
+    })
   })
-  try {
-    return await Promise.race([promise, aborted])
-  } finally {
-    stopListening()
-  }
 }

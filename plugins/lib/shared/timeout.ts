@@ -9,6 +9,44 @@ export interface CallContext {
 }
 
 /**
+ * The context of a call with a deadline. Its signal is made only if the
+ * function asks for it (an AbortController per call was most of the cost of
+ * a timeout); asked for after the deadline passed, it is born aborted.
+ */
+class TimedContext implements CallContext {
+  private readonly caller: AbortSignal
+  private controller: AbortController | undefined
+  private expiredWith: Error | undefined
+  private stopFollowing: (() => void) | undefined
+
+  constructor (caller: AbortSignal) {
+    this.caller = caller
+  }
+
+  get signal (): AbortSignal {
+    if (this.controller === undefined) {
+      const controller = this.controller = new AbortController()
+      if (this.expiredWith !== undefined) controller.abort(this.expiredWith)
+      else if (this.caller.aborted) controller.abort(this.caller.reason)
+      else this.stopFollowing = onAbort(this.caller, () => controller.abort(this.caller.reason))
+    }
+    return this.controller.signal
+  }
+
+  expire (error: Error): void {
+    this.expiredWith = error
+    this.release()
+    this.controller?.abort(error)
+  }
+
+  /** Stops following the caller (the call has settled). */
+  release (): void {
+    this.stopFollowing?.()
+    this.stopFollowing = undefined
+  }
+}
+
+/**
  * Runs `fn` with a signal that follows `signal` and also aborts when its
  * deadline (of the `deadlines` queue) passes, in which case the call rejects
  * with `FST_RESILIENCE_TIMEOUT` at once, without waiting for `fn` to notice.
@@ -27,33 +65,26 @@ export function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T>
       return Promise.reject(error)
     }
   }
-  const controller = new AbortController()
-  const followCaller = (): void => controller.abort(signal.reason)
-  let stopFollowing = (): void => {}
-  if (signal.aborted) followCaller()
-  else stopFollowing = onAbort(signal, followCaller)
+  const context = new TimedContext(signal)
   return new Promise<T>((resolve, reject) => {
     const deadline = deadlines.start(() => {
-      stopFollowing()
       const error = new TimeoutError(deadlines.ms)
-      controller.abort(error)
+      context.expire(error)
       reject(error)
     })
-    const settle = (): void => {
-      deadline.cancel()
-      stopFollowing()
-    }
     let running: PromiseLike<T> | T
     try {
-      running = fn({ signal: controller.signal })
+      running = fn(context)
     } catch (error) {
       running = Promise.reject(error)
     }
     Promise.resolve(running).then((value) => {
-      settle()
+      deadline.cancel()
+      context.release()
       resolve(value)
     }, (error: unknown) => {
-      settle()
+      deadline.cancel()
+      context.release()
       reject(error)
     })
   })

@@ -31,11 +31,13 @@ export class RetrySettingsCache {
   /** A string naming every option but `signal`; undefined for values it cannot name (left to validation). */
   private keyOf (options: object): string | undefined {
     let key = ''
-    for (const [name, value] of Object.entries(options)) {
-      if (name === 'signal') continue
-      const part = this.partOf(value)
+    // for...in over an object literal: no array of entries per call.
+    for (const name in options) {
+      if (name === 'signal' || !Object.hasOwn(options, name)) continue
+      const value = (options as Record<string, unknown>)[name]
+      const part = typeof value === 'number' ? value : this.partOf(value)
       if (part === undefined) return undefined
-      key += `${name}=${part};`
+      key += name + '=' + String(part) + ';'
     }
     return key
   }

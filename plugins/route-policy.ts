@@ -12,13 +12,13 @@ import { registerOnce } from './lib/shared/register-once.js'
 import type { RetrySettings } from './lib/retry/retrier.js'
 import { RequestSignals } from './lib/route/request-signals.js'
 import { routeLabel, routeResilience } from './lib/route/route-config.js'
+import type { ROUTE_OPTION_KEYS } from './lib/route/route-config.js'
 import { retryInternalsOf } from './lib/retry/internals.js'
 import type { RetryInternals } from './lib/retry/internals.js'
 import { resolveRetryDefaults, retrySettings } from './lib/retry/settings.js'
 import type { RetryOptions } from './lib/retry/settings.js'
 
 const PLUGIN = 'fastify-resilience-route-policy'
-const ROUTE_KEYS = ['flag', 'shed', 'timeoutMs', 'retry', 'breaker', 'fallback'] as const
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 /** A route's retry options: the retry plugin's options, plus `allowNonIdempotent`. */
@@ -165,7 +165,7 @@ const routePolicyPlugin: FastifyPluginAsync = async (app) => {
     const resilience = routeResilience(route.config, label)
     if (resilience === undefined) return
     const read = new OptionReader(`${PLUGIN}: route "${label}"`)
-    const opts = read.object<Record<(typeof ROUTE_KEYS)[number], unknown>>('config.resilience', resilience, ROUTE_KEYS)
+    const opts = resilience as Record<(typeof ROUTE_OPTION_KEYS)[number], unknown>
     if (opts.flag !== undefined && !app.hasDecorator('flags')) {
       throw new TypeError(`${read.plugin}: "config.resilience.flag" needs the flags plugin, registered before the routes`)
     }

@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import { request as httpRequest } from 'node:http'
 import { test } from 'tap'
-import resilience, { breaker, retry, routePolicy } from '../plugins/index.js'
+import resilience, { breaker, flags, loadShedding, retry, routePolicy } from '../plugins/index.js'
 import type { ResilienceOptions } from '../plugins/resilience.js'
 import { deferred, useFakeClock } from './fixtures/clock.js'
 import { get } from './fixtures/http.js'
@@ -472,4 +472,17 @@ test('an attempt that fails because the client went away does not count against 
   await failedOnce.normal.promise
   t.equal(app.breaker('gone').state, 'open', 'while a client that waits for the same failure opens it')
   t.same(errorsSeen, ['watching', 'plain', 'normal'])
+})
+
+test('one reader of config.resilience: a typo fails at start-up whichever plugins are registered', async (t) => {
+  for (const [name, register] of [
+    ['flags alone', async (app: FastifyInstance) => { await app.register(flags) }],
+    ['load shedding alone', async (app: FastifyInstance) => { await app.register(loadShedding) }]
+  ] as const) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await register(app)
+    t.throws(() => app.get('/x', { config: { resilience: { shed: { priority: 'critical' }, retries: 2 } as never } }, async () => 'x'),
+      { name: 'TypeError', message: /^fastify-resilience: route "GET \/x": unknown option "config.resilience.retries" \(known options: flag, shed, timeoutMs, retry, breaker, fallback\)/ }, name)
+  }
 })

@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify'
 import { bearerTokenGuard } from '../shared/bearer-token.js'
 import type { FeatureFlags, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
-import type {} from '../../load-shedding.js'
 
 /**
  * Exactly one of `enabled` or `percentage`. Written without `oneOf` because

@@ -1,9 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { CounterConfiguration, GaugeConfiguration, HistogramConfiguration, Metric } from 'prom-client'
-// The `app.metricsRegistry` decorator type is declared next to the metrics plugin.
-import type {} from '../../metrics.js'
 import { TalliedHistogram } from './tallied-histogram.js'
+
+/** The app's registry decorator, read here without the metrics plugin's type declaration (which sits above lib/). */
+function registryOf (app: FastifyInstance): Registry {
+  return (app as FastifyInstance & { metricsRegistry: Registry }).metricsRegistry
+}
 
 /** The metric name prefix chosen for each registry (see the metrics plugin's `prefix`). */
 const prefixes = new WeakMap<Registry, string>()
@@ -17,7 +20,7 @@ export function useMetricsRegistry (app: FastifyInstance): Registry {
   if (!app.hasDecorator('metricsRegistry')) {
     app.decorate('metricsRegistry', new Registry())
   }
-  return app.metricsRegistry
+  return registryOf(app)
 }
 
 /**
@@ -26,13 +29,13 @@ export function useMetricsRegistry (app: FastifyInstance): Registry {
  */
 export function provideMetricsRegistry (app: FastifyInstance, plugin: string, registry: Registry | undefined, prefix: string): Registry {
   if (app.hasDecorator('metricsRegistry')) {
-    if (registry !== undefined && registry !== app.metricsRegistry) {
+    if (registry !== undefined && registry !== registryOf(app)) {
       throw new TypeError(`${plugin}: "registry" cannot be set because another fastify-resilience plugin was registered first and already created the app's registry; register ${plugin} first`)
     }
-    if (prefix !== (prefixes.get(app.metricsRegistry) ?? '')) {
+    if (prefix !== (prefixes.get(registryOf(app)) ?? '')) {
       throw new TypeError(`${plugin}: "prefix" cannot be set to ${JSON.stringify(prefix)} because another fastify-resilience plugin was registered first and already named its metrics; register ${plugin} first`)
     }
-    return app.metricsRegistry
+    return registryOf(app)
   }
   const chosen = registry ?? new Registry()
   if (prefix !== '') prefixes.set(chosen, prefix)

@@ -10,6 +10,20 @@ async function series (registry: Registry, operation: string): Promise<string[]>
   return (await registry.metrics()).split('\n').filter((line) => line.includes(`operation="${operation}"`))
 }
 
+test('prom-client still formats histograms through getForPromString, which TalliedHistogram overrides', async (t) => {
+  // Not in prom-client's public types: package.json pins prom-client to ~15.1 for it. If this fails
+  // after an upgrade, the tallies are no longer exported: TalliedHistogram must follow prom-client.
+  const registry = new Registry()
+  const histogram = talliedHistogram(registry, 'retries_probe', config)
+  let formatted = 0
+  const original = histogram.getForPromString.bind(histogram)
+  histogram.getForPromString = async () => { formatted++; return await original() }
+  histogram.tally({ operation: 'probe' }).observe(1)
+  const text = await registry.metrics()
+  t.equal(formatted, 1, 'the registry formats the histogram through getForPromString')
+  t.match(text, /^retries_probe_count\{operation="probe"\} 1$/m, 'and the tallies reach the exposition')
+})
+
 test('tallies are exported as cumulative buckets, +Inf, sum and count, in a format promtool accepts', async (t) => {
   const registry = new Registry()
   const histogram = talliedHistogram(registry, 'operation_retries', config)

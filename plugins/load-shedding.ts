@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { ServerResponse } from 'node:http'
-import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { OverloadedError } from './errors.js'
 import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics/registry.js'
@@ -50,6 +50,18 @@ export interface LoadSheddingOptions {
    * @default 1000
    */
   sampleIntervalMs?: number
+  /**
+   * Builds the error a refused request gets, instead of the built-in
+   * `FST_RESILIENCE_OVERLOADED` body (as @fastify/rate-limit's
+   * `errorResponseBuilder`). The error goes through the app's error handler,
+   * with `Retry-After` already set on the reply; give it a `statusCode`.
+   * @default undefined (the built-in 503, pre-serialised: the cheapest refusal)
+   * @example
+   * ```ts
+   * errorResponseBuilder: (request, { reason }) => Object.assign(new Error(`busy (${reason})`), { statusCode: 503 })
+   * ```
+   */
+  errorResponseBuilder?: (request: FastifyRequest, context: { reason: ShedReason, retryAfterSeconds: number }) => Error
 }
 
 /** `app.loadShedding`. */
@@ -108,7 +120,7 @@ function routePriority (read: OptionReader, shed: unknown): RoutePriority {
 const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, rawOptions) => {
   const read = new OptionReader(PLUGIN)
   const opts = read.object<LoadSheddingOptions>('options', rawOptions,
-    ['maxConcurrent', 'priorityShares', 'retryAfterSeconds', 'maxEventLoopDelayMs', 'maxEventLoopUtilization', 'sampleIntervalMs'])
+    ['maxConcurrent', 'priorityShares', 'retryAfterSeconds', 'maxEventLoopDelayMs', 'maxEventLoopUtilization', 'sampleIntervalMs', 'errorResponseBuilder'])
   const limit = read.number('maxConcurrent', opts.maxConcurrent, 1000, { min: 1, integer: true })
   const shares = read.object<Record<ShedPriority, number>>('priorityShares', opts.priorityShares, PRIORITIES)
   const threshold = {} as Record<ShedPriority, number>
@@ -124,6 +136,7 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
   const maxDelayMs = opts.maxEventLoopDelayMs === undefined ? undefined : read.number('maxEventLoopDelayMs', opts.maxEventLoopDelayMs, 0, { min: 1 })
   const maxUtilization = opts.maxEventLoopUtilization === undefined ? undefined : read.number('maxEventLoopUtilization', opts.maxEventLoopUtilization, 0, { min: 0, max: 1 })
   const sampleIntervalMs = read.number('sampleIntervalMs', opts.sampleIntervalMs, 1000, { min: 10 })
+  const buildError = read.function<NonNullable<LoadSheddingOptions['errorResponseBuilder']>>('errorResponseBuilder', opts.errorResponseBuilder)
   registerOnce(app, PLUGIN)
 
   const registry = useMetricsRegistry(app)
@@ -181,7 +194,9 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
     const reason = admit(priority)
     if (reason !== undefined) {
       shedded.inc({ reason })
-      reply.code(503).header('retry-after', retryAfter).type('application/json; charset=utf-8').send(refusalBody)
+      reply.header('retry-after', retryAfter)
+      if (buildError === undefined) reply.code(503).type('application/json; charset=utf-8').send(refusalBody)
+      else done(buildError(request, { reason, retryAfterSeconds: Number(retryAfter) }))
       return
     }
     inFlight++

@@ -244,6 +244,37 @@ test('inject requests are counted and released too', async (t) => {
   await waitFor('every slot released', () => app.loadShedding.inFlight === 0)
 })
 
+test('errorResponseBuilder shapes the refusal, which goes through the app\'s error handler with Retry-After', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(metrics)
+  const seen: Array<{ reason: string, retryAfterSeconds: number, url: string }> = []
+  await app.register(loadShedding, {
+    maxConcurrent: 1,
+    retryAfterSeconds: 7,
+    errorResponseBuilder: (request, context) => {
+      seen.push({ ...context, url: request.url })
+      return Object.assign(new Error(`too busy (${context.reason})`), { statusCode: 429, code: 'BUSY' })
+    }
+  })
+  app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, _request, reply) => {
+    return reply.code(error.statusCode ?? 500).send({ shaped: true, code: error.code, message: error.message })
+  })
+  const gate = deferred()
+  app.get('/slow', { config: { resilience: { shed: { priority: 'critical' } } } }, async () => { await gate.promise; return 'ok' })
+  const held = app.inject('/slow')
+  await waitFor('one request in flight', () => app.loadShedding.inFlight === 1)
+  const refused = await app.inject('/slow?second')
+  t.equal(refused.statusCode, 429)
+  t.same(refused.json(), { shaped: true, code: 'BUSY', message: 'too busy (concurrency)' })
+  t.equal(refused.headers['retry-after'], '7')
+  t.same(seen, [{ reason: 'concurrency', retryAfterSeconds: 7, url: '/slow?second' }])
+  t.equal(app.loadShedding.inFlight, 1, 'the refusal took no slot')
+  gate.resolve()
+  t.equal((await held).statusCode, 200)
+  t.match((await app.inject('/metrics')).body, /^requests_shedded_total\{reason="concurrency"\} 1$/m)
+})
+
 test('bad options fail with a TypeError naming the option', async (t) => {
   const cases: Array<[unknown, RegExp]> = [
     [{ maxConcurrent: 0 }, /^fastify-resilience-load-shedding: "maxConcurrent" must be an integer >= 1 \(got 0\)$/],
@@ -255,6 +286,7 @@ test('bad options fail with a TypeError naming the option', async (t) => {
     [{ maxEventLoopDelayMs: -1 }, /"maxEventLoopDelayMs" must be a number >= 1 \(got -1\)/],
     [{ maxEventLoopUtilization: 1.5 }, /"maxEventLoopUtilization" must be a number from 0 to 1 \(got 1.5\)/],
     [{ sampleIntervalMs: 1 }, /"sampleIntervalMs" must be a number >= 10 \(got 1\)/],
+    [{ errorResponseBuilder: 'busy' }, /"errorResponseBuilder" must be a function \(got "busy"\)/],
     [{ limit: 10 }, /unknown option "limit"/]
   ]
   for (const [options, message] of cases) {

@@ -1,5 +1,5 @@
 /**
- * Overhead (issue #10, part 1): a bare Fastify JSON route against the same
+ * Overhead: a bare Fastify JSON route against the same
  * route with the whole suite on. Each setup runs in a server process of its
  * own; autocannon, in another process, sends a fixed number of requests per
  * round; rounds interleave the setups. Reported: requests per second and the

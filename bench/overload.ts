@@ -1,5 +1,5 @@
 /**
- * Overload benchmark (issue 10, part 3): an app whose only route runs a real
+ * Overload benchmark: an app whose only route runs a real
  * PostgreSQL query with a known service time on a pool of a known size, driven
  * by an open-loop generator at 1x, 2x and 4x its measured capacity, (a) with
  * no protection, (b) with @fastify/under-pressure as its README configures it,

@@ -1,5 +1,5 @@
 /**
- * Policy cost (issue #10, part 2): ops/s of our breaker, retry and a route's
+ * Policy cost: ops/s of our breaker, retry and a route's
  * whole pipeline around an already-resolved async function, against raw
  * cockatiel (including `wrap(retry, breaker, timeout)`) and opossum 9.
  * mitata measures each candidate; rounds interleave the candidates and the

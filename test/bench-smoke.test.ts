@@ -1,4 +1,4 @@
-// The benchmarks' smoke mode (issue #10): every benchmark runs for a second or
+// The benchmarks' smoke mode: every benchmark runs for a second or
 // two, so they cannot rot unnoticed. Nothing here judges speed: only that each
 // benchmark ran to the end and reported real, finite measurements.
 import { execFile } from 'node:child_process'

@@ -7,7 +7,7 @@ const MAX_ENTRIES = 256
  * Resolved settings of `app.retry(fn, options)` calls, looked up by what the
  * options say rather than by the object, since most call sites pass a fresh
  * literal (`{ maxRetries: 2, signal }`) each time: resolving and validating
- * them anew cost ten times the retry itself. `signal` is per call and not
+ * them anew costs several times the retry itself. `signal` is per call and not
  * part of the key; functions (`isRetryable`) are told apart by identity.
  */
 export class RetrySettingsCache {

@@ -9,7 +9,7 @@ const listenersOf = new WeakMap<AbortSignal, Set<() => void>>()
 /**
  * Calls `listener` once when `signal` aborts; returns what removes it. A
  * signal gets one listener of its own however many calls wait on it (adding
- * and removing EventTarget listeners per call was the cost of a signal, and
+ * and removing EventTarget listeners per call costs more than the call, and
  * Node warns of a leak past 10), and {@link neverAborted}, which every call
  * without a signal shares and which can never fire, gets none.
  */

@@ -10,7 +10,7 @@ export interface CallContext {
 
 /**
  * The context of a call with a deadline. Its signal is made only if the
- * function asks for it (an AbortController per call was most of the cost of
+ * function asks for it (an AbortController per call would be most of the cost of
  * a timeout); asked for after the deadline passed, it is born aborted.
  */
 class TimedContext implements CallContext {

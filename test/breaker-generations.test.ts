@@ -16,8 +16,7 @@ import type { BreakerOptions } from '../plugins/breaker.js'
 import { isCircuitOpenError } from '../plugins/errors.js'
 import { deferred, useFakeClock } from './fixtures/clock.js'
 import { captureLogs } from './fixtures/logs.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 const CUSTOM: BreakerOptions = { halfOpenMaxCalls: 3, windowMs: 30_000, halfOpenAfterMs: 90_000 }
 

@@ -9,8 +9,7 @@ import type { BreakerPluginOptions } from '../plugins/breaker.js'
 import { isCircuitOpenError, isTimeoutError } from '../plugins/errors.js'
 import { deferred, useFakeClock } from './fixtures/clock.js'
 import { captureLogs } from './fixtures/logs.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 async function build (t: Teardown, options: BreakerPluginOptions = {}, logger?: ReturnType<typeof captureLogs>, routes?: (app: FastifyInstance) => void): Promise<FastifyInstance> {
   const app = Fastify(logger === undefined ? {} : { logger: { level: 'info', stream: logger.stream } })

@@ -11,8 +11,8 @@ import resilience from '../plugins/index.js'
 import type { ResilienceOptions } from '../plugins/resilience.js'
 import { isRetryExhaustedError } from '../plugins/errors.js'
 import { useFakeClock } from './fixtures/clock.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import { testApp } from './fixtures/app.js'
+import type { Teardown } from './fixtures/app.js'
 
 /** A loopback port nothing listens on: connecting to it is refused. */
 async function closedPort (): Promise<number> {
@@ -24,12 +24,10 @@ async function closedPort (): Promise<number> {
 }
 
 async function build (t: Teardown, routes: (app: FastifyInstance) => void, options: ResilienceOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(resilience, { metrics: false, retry: { jitter: 'none', initialDelayMs: 1, budget: false }, ...options })
-  routes(app)
-  await app.ready()
-  return app
+  return await testApp(t, async (app) => {
+    await app.register(resilience, { metrics: false, retry: { jitter: 'none', initialDelayMs: 1, budget: false }, ...options })
+    routes(app)
+  })
 }
 
 test('a PostgreSQL that refuses connections: 503 with Retry-After, and no host, port or driver message in the body', async (t) => {

@@ -6,8 +6,7 @@ import type { AppOptions } from '../example-app/app.js'
 import { readConfig } from '../example-app/env.js'
 import { ownDatabase, testRedisUrl, uniqueName } from './fixtures/services.js'
 import { waitFor } from './fixtures/wait.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 const TOKEN = 'example-admin-token-0123'
 

@@ -10,8 +10,7 @@ import { startPostgres, startRedis } from '../local-services/index.js'
 import type { PostgresServer, RedisServer } from '../local-services/index.js'
 import { buildApp } from '../example-app/app.js'
 import { waitFor } from './fixtures/wait.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 interface Stack {
   app: FastifyInstance

@@ -7,8 +7,8 @@ import type { FastifyInstance } from 'fastify'
 import { test } from 'tap'
 import { buildApp } from '../example-app/app.js'
 import { ownDatabase, testRedisUrl, uniqueName } from './fixtures/services.js'
+import type { Teardown } from './fixtures/app.js'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 interface Answer { status: number, contentType: string, body: string }
 
 async function players (t: Teardown): Promise<{ app: FastifyInstance, port: number }> {

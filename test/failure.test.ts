@@ -10,8 +10,7 @@ import { test } from 'tap'
 import { breaker, fallback, isCausedByRequest, isServerFailure, isTransientError, retry } from '../plugins/index.js'
 import { isRetryExhaustedError } from '../plugins/errors.js'
 import { testDatabaseUrl, uniqueName } from './fixtures/services.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 async function build (t: Teardown): Promise<FastifyInstance> {
   const app = Fastify()

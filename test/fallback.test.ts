@@ -11,8 +11,8 @@ import { deferred } from './fixtures/clock.js'
 import { captureLogs } from './fixtures/logs.js'
 import { testDatabaseUrl, testRedisUrl, uniqueName } from './fixtures/services.js'
 import { waitFor, within } from './fixtures/wait.js'
+import type { Teardown } from './fixtures/app.js'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 interface Player { id: number, name: string, score: number }
 
 interface Setup {

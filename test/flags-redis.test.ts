@@ -13,8 +13,8 @@ import { captureLogs } from './fixtures/logs.js'
 import { uniqueName } from './fixtures/services.js'
 import { startTcpProxy } from './fixtures/tcp-proxy.js'
 import { nextEvent, waitFor } from './fixtures/wait.js'
+import type { Teardown } from './fixtures/app.js'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 interface Asserts { ok: (value: unknown, message: string) => unknown, notMatch: (found: string, pattern: string, message: string) => unknown }
 
 /** A Redis server of this test alone: these tests stop it and count its commands. */

@@ -4,8 +4,7 @@ import { test } from 'tap'
 import { flags, metrics } from '../plugins/index.js'
 import type { FlagsPluginOptions } from '../plugins/flags.js'
 import { captureLogs } from './fixtures/logs.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 const TOKEN = 'admin-token-0123456789'
 

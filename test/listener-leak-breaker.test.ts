@@ -3,23 +3,20 @@
  * to it, or a thousand sleeping retries print MaxListenersExceededWarning
  * during an outage, just when the on-call reads the logs.
  */
-import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import { test } from 'tap'
 import { breaker, retry } from '../plugins/index.js'
+import { testApp } from './fixtures/app.js'
+import type { Teardown } from './fixtures/app.js'
 
 // Node warns once per signal and process, so each case has a file of its own
 // (the other: test/listener-leak-retry.test.ts).
 
-interface Teardown { teardown: (fn: () => unknown) => void }
-
 async function build (t: Teardown): Promise<FastifyInstance> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(breaker)
-  await app.register(retry, { jitter: 'none', initialDelayMs: 1_000, budget: false })
-  await app.ready()
-  return app
+  return await testApp(t, async (app) => {
+    await app.register(breaker)
+    await app.register(retry, { jitter: 'none', initialDelayMs: 1_000, budget: false })
+  })
 }
 
 /** Every process warning emitted until the test ends. */

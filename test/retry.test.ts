@@ -11,8 +11,7 @@ import { isTransientError } from '../plugins/lib/shared/transient.js'
 import { useFakeClock } from './fixtures/clock.js'
 import { testDatabaseUrl } from './fixtures/services.js'
 import { within } from './fixtures/wait.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import type { Teardown } from './fixtures/app.js'
 
 async function build (t: Teardown, options: RetryPluginOptions = {}): Promise<FastifyInstance> {
   const app = Fastify()

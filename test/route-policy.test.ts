@@ -10,16 +10,14 @@ import { get } from './fixtures/http.js'
 import { captureLogs } from './fixtures/logs.js'
 import { testDatabaseUrl } from './fixtures/services.js'
 import { waitFor, within } from './fixtures/wait.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
+import { testApp } from './fixtures/app.js'
+import type { Teardown } from './fixtures/app.js'
 
 async function build (t: Teardown, routes: (app: FastifyInstance) => void, options: ResilienceOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(resilience, { retry: { jitter: 'none', initialDelayMs: 1, budget: false }, ...options })
-  routes(app)
-  await app.ready()
-  return app
+  return await testApp(t, async (app) => {
+    await app.register(resilience, { retry: { jitter: 'none', initialDelayMs: 1, budget: false }, ...options })
+    routes(app)
+  })
 }
 
 const unavailable = (): Error => Object.assign(new Error('upstream unavailable'), { statusCode: 503 })

@@ -1,16 +1,13 @@
 // Runs the players service: reads the environment, starts an embedded
 // PostgreSQL (and a throwaway Redis when redis-server is installed) when no
-// URL is given, listens, and shuts down gracefully on SIGINT/SIGTERM.
+// URL is given, listens, and shuts down gracefully on SIGINT/SIGTERM/SIGHUP. A
+// start-up failure prints one line (what failed, what to do) and exits with 1.
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
-import { fileURLToPath } from 'node:url'
-import { startPostgres, startRedis } from '../local-services/index.js'
-import type { PostgresServer, RedisServer } from '../local-services/index.js'
-import { findBinary } from '../local-services/process.js'
+import { constants as osConstants } from 'node:os'
 import { buildApp } from './app.js'
+import { EmbeddedServices, StartupError, oneLine } from './embedded-services.js'
 import { readConfig } from './env.js'
-
-const DATA_DIR = fileURLToPath(new URL('../.data/postgres', import.meta.url))
 
 /** What a shutdown needs to know about the server's connections. */
 interface Connections {
@@ -58,6 +55,13 @@ function trackConnections (server: Server): Connections {
   }
 }
 
+/** The URL without its password, for messages. */
+function redact (url: string): string {
+  const parsed = new URL(url)
+  if (parsed.password !== '') parsed.password = '***'
+  return parsed.toString()
+}
+
 async function main (): Promise<void> {
   let config
   try {
@@ -68,35 +72,47 @@ async function main (): Promise<void> {
     return
   }
 
-  let embeddedPostgres: PostgresServer | undefined
-  let embeddedRedis: RedisServer | undefined
-  const stopEmbedded = async (): Promise<void> => {
-    await Promise.allSettled([embeddedPostgres?.stop(), embeddedRedis?.stop()])
+  const embedded = new EmbeddedServices()
+  const fail = async (message: string): Promise<never> => {
+    console.error(message)
+    await embedded.stop()
+    process.exit(1)
   }
+  // Until the server listens, a signal stops what has started and ends the
+  // process; then it starts the graceful shutdown. A repeated signal (a
+  // terminal's Ctrl-C reaches npm, tsx and this process, and they relay it)
+  // changes nothing: the drain is bounded by SHUTDOWN_TIMEOUT_MS.
+  let startupStopping = false
+  let onSignal = (signal: NodeJS.Signals): void => {
+    if (startupStopping) return
+    startupStopping = true
+    console.error(`${signal} during start-up: stopping.`)
+    embedded.stop().finally(() => process.exit(128 + osConstants.signals[signal]))
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal))
 
-  let databaseUrl = config.databaseUrl
-  if (databaseUrl === undefined) {
-    console.log(`No DATABASE_URL: starting an embedded PostgreSQL with its data in ${DATA_DIR} ...`)
-    embeddedPostgres = await startPostgres({ dir: DATA_DIR })
-    databaseUrl = embeddedPostgres.url
+  let urls
+  try {
+    urls = await embedded.start(config)
+  } catch (error) {
+    return await fail(error instanceof StartupError ? error.message : `Cannot start the embedded services: ${oneLine(error)}`)
   }
-  let redisUrl = config.redisUrl
-  if (redisUrl === undefined) {
-    if (findBinary('redis-server') !== undefined) {
-      embeddedRedis = await startRedis()
-      redisUrl = embeddedRedis.url
-    } else {
-      console.log('No REDIS_URL and no redis-server installed: running with the cache tier down.')
-    }
-  }
+  const { databaseUrl, redisUrl } = urls
 
-  const app = await buildApp({
-    databaseUrl,
-    redisUrl,
-    adminToken: config.adminToken,
-    maxConcurrent: config.maxConcurrent,
-    logger: { level: config.logLevel }
-  })
+  let app
+  try {
+    app = await buildApp({
+      databaseUrl,
+      redisUrl,
+      adminToken: config.adminToken,
+      maxConcurrent: config.maxConcurrent,
+      logger: { level: config.logLevel }
+    })
+  } catch (error) {
+    return await fail(embedded.postgres === undefined
+      ? `Cannot prepare the players database at ${redact(databaseUrl)}: ${oneLine(error)} (check that DATABASE_URL names a running PostgreSQL that lets this user create tables)`
+      : `Cannot prepare the players database in the embedded PostgreSQL: ${oneLine(error)} (remove ${embedded.postgres.dataDir} to start from a fresh one)`)
+  }
 
   const connections = trackConnections(app.server)
   let closing = false
@@ -125,37 +141,34 @@ async function main (): Promise<void> {
         `drain cut: ${requestsInFlight} request(s) still in flight and ${open} connection(s) open after ${timeoutMs} ms (SHUTDOWN_TIMEOUT_MS); closing them and exiting with 1`)
       connections.destroyAll()
       // A handler still waiting on PostgreSQL would keep its pool, and so app.close(), open.
-      stopEmbedded().then(() => process.exit(1), () => process.exit(1))
+      embedded.stop().then(() => process.exit(1), () => process.exit(1))
     }, timeoutMs)
     app.close()
       .finally(() => {
         clearInterval(sweep)
         clearTimeout(deadline)
       })
-      .then(stopEmbedded)
+      .then(async () => await embedded.stop())
       .then(() => { if (!cut) process.exitCode = 0 }, (error: unknown) => {
         console.error(error)
         process.exitCode = 1
       })
   }
-  process.once('SIGINT', () => shutdown('SIGINT'))
-  process.once('SIGTERM', () => shutdown('SIGTERM'))
 
   try {
     await app.listen({ port: config.port, host: config.host })
   } catch (error) {
-    console.error(`Cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`)
-    await app.close()
-    await stopEmbedded()
-    process.exitCode = 1
-    return
+    await app.close().catch(() => {})
+    return await fail(`Cannot listen on ${config.host}:${config.port}: ${oneLine(error)} (${(error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+      ? 'the port is busy, perhaps with another npm start: stop that one, or set PORT to a free port'
+      : 'set HOST and PORT to an address of this machine'})`)
   }
+  onSignal = shutdown
   const address = app.server.address()
   const base = `http://${config.host}:${typeof address === 'object' && address !== null ? address.port : config.port}`
   console.log(`
 Players service listening on ${base}
-  PostgreSQL: ${embeddedPostgres === undefined ? 'DATABASE_URL' : `embedded (${embeddedPostgres.url})`}
-  Redis:      ${embeddedRedis !== undefined ? `throwaway (${embeddedRedis.url})` : redisUrl !== undefined ? 'REDIS_URL' : 'none (cache tier down)'}
+${embedded.describe(redisUrl).join('\n')}
 Try:
   curl -i ${base}/players/1
   curl -i '${base}/leaderboard?limit=5'
@@ -169,6 +182,6 @@ Ctrl-C stops it gracefully.`)
 }
 
 main().catch((error: unknown) => {
-  console.error(error)
-  process.exitCode = 1
+  console.error(`Start-up failed: ${oneLine(error)}`)
+  process.exit(1)
 })

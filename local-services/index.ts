@@ -1,5 +1,6 @@
-export { startPostgres } from './postgres.js'
+export { DataFolderBusyError, startPostgres } from './postgres.js'
 export type { PostgresServer } from './postgres.js'
 export { startRedis } from './redis.js'
 export type { RedisServer } from './redis.js'
-export { MissingBinaryError } from './process.js'
+export { MissingBinaryError, findBinary } from './process.js'
+export { serverHome } from './server-account.js'

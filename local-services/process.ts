@@ -6,8 +6,8 @@ import { delimiter, join } from 'node:path'
 
 /** A server binary is not installed; the message says how to install it. */
 export class MissingBinaryError extends Error {
-  constructor (binary: string, howToInstall: string) {
-    super(`${binary} was not found on PATH: ${howToInstall}`)
+  constructor (binary: string, howToInstall: string, where = 'on PATH') {
+    super(`${binary} was not found ${where}: ${howToInstall}`)
     this.name = 'MissingBinaryError'
   }
 }
@@ -57,11 +57,11 @@ export async function freePort (): Promise<number> {
   })
 }
 
-/** uid/gid of a system account, for dropping root privileges (initdb refuses root). */
+/** uid/gid of a system account, for dropping root privileges (PostgreSQL refuses root). */
 export function systemAccount (name: string): { uid: number, gid: number } {
   const entry = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith(`${name}:`))
   if (entry === undefined) {
-    throw new Error(`there is no "${name}" system user to run the server as (running as root); create it (Debian: apt-get install postgresql creates it)`)
+    throw new Error(`there is no "${name}" account in /etc/passwd to run the server as (PostgreSQL refuses to run as root): create it, or run as a normal user`)
   }
   const [, , uid, gid] = entry.split(':')
   return { uid: Number(uid), gid: Number(gid) }
@@ -94,6 +94,12 @@ function installExitHook (): void {
       process.exit()
     })
   }
+}
+
+/** The line of a server's log that says why it stopped: its first FATAL, PANIC or error, else its last line. */
+export function keyLine (log: string): string {
+  const lines = log.split('\n').map((line) => line.trim()).filter(Boolean)
+  return lines.find((line) => /\b(FATAL|PANIC)\b|\berror:/i.test(line)) ?? lines.at(-1) ?? '(no output)'
 }
 
 /** A server process we own: output kept for error messages, stopped exactly once. */
@@ -151,7 +157,7 @@ export class ServerProcess {
   async waitUntilReady (check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
-      if (this.hasExited) throw new Error(`${this.name} exited during start-up:\n${this.log}`)
+      if (this.hasExited) throw new Error(`${this.name} exited during start-up: ${keyLine(this.log)}\n${this.log}`)
       if (await check()) return
       await new Promise((resolve) => setTimeout(resolve, 50))
     }

@@ -9,13 +9,12 @@ import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { test } from 'tap'
+import type { Teardown } from './fixtures/app.js'
 import { childEnv } from './fixtures/child-env.js'
 import { deferred } from './fixtures/clock.js'
 import { get } from './fixtures/http.js'
 import { ownDatabase, testRedisUrl } from './fixtures/services.js'
 import { waitFor } from './fixtures/wait.js'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 

@@ -128,6 +128,32 @@ test('a change made on one instance reaches the other within 1 s, pushed, not po
   t.equal(late.app.flags.isEnabled('player_lookup'), false, 'an instance started later loads the stored value')
 })
 
+test('with an app client whose offline queue is off (the example app\'s), instances still subscribe and hear changes, with no warning', async (t) => {
+  const server = await ownRedis(t)
+  const started: Instance[] = []
+  for (let i = 0; i < 2; i++) {
+    const logs = captureLogs()
+    const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
+    t.teardown(() => app.close())
+    // Fail fast, as the example app's client does: a command before the connection is up is refused, not queued.
+    const redis = new Redis({ host: '127.0.0.1', port: server.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+    redis.on('error', () => {})
+    t.teardown(() => redis.disconnect())
+    await app.register(flags, { defaults: { player_lookup: true }, redis: { client: redis } })
+    await app.ready()
+    started.push({ app, redis, logs })
+  }
+  const [first, second] = started as [Instance, Instance]
+  const observer = client(t, server.port)
+  await waitFor('both instances to subscribe', async () => await subscribers(observer, 'fastify-resilience:flags') === 2)
+  const arrived = changeOf(second.app, 'player_lookup', 5_000)
+  await first.app.flags.disable('player_lookup')
+  t.equal(await arrived, false, 'the change was pushed to the other instance')
+  for (const { logs } of started) {
+    t.same(logs.lines.filter((line) => line.level >= 40).map((line) => line.msg), [], 'no warning at start-up')
+  }
+})
+
 test('through a Redis outage: last values kept, set rejects clearly, changes flow again, and a cut-off instance catches up', async (t) => {
   let server = await ownRedis(t)
   const names = { key: uniqueName('flags'), channel: uniqueName('flags') }

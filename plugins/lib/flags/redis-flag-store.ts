@@ -112,7 +112,24 @@ export class RedisFlagStore implements FlagStore {
   /** Deadlines of `commandTimeoutMs` for loading and subscribing. */
   private readonly deadlines: Deadlines
   private unavailable = false
-  private readonly onReady = (): void => { this.reload().catch(() => {}) }
+  /** A connection came (back): read the hash, on the writer once it is up (its own 'ready' comes later otherwise). */
+  private readonly onReady = (): void => {
+    if (this.writer.status === 'ready') this.reload().catch(() => {})
+  }
+
+  /** Settles once the subscriber has subscribed for the first time. */
+  private readonly subscribed: Promise<unknown>
+  private markSubscribed!: () => void
+  /**
+   * Subscribes on every (re)connection, then reloads: with the app's client
+   * options (an app may turn ioredis's offline queue off), a subscription
+   * asked for before the connection is up would fail and never be retried.
+   */
+  private readonly onSubscriberReady = (): void => {
+    this.subscriber.subscribe(this.settings.channel).then(() => this.markSubscribed(), this.onSubscriberLost)
+    this.onReady()
+  }
+
   /** The subscriber connection dropped (or never came up): say so once per outage. */
   private readonly onSubscriberLost = (error?: unknown): void => {
     if (this.unavailable) return
@@ -145,18 +162,18 @@ export class RedisFlagStore implements FlagStore {
     this.subscriber.on('error', this.onConnectionError)
     this.subscriber.on('close', this.onSubscriberLost)
     this.subscriber.on('message', this.onMessage)
-    this.subscriber.on('ready', this.onReady)
-    settings.client.on('ready', this.onReady)
+    this.subscribed = new Promise<void>((resolve) => { this.markSubscribed = resolve })
+    this.subscriber.on('ready', this.onSubscriberReady)
     this.writer = settings.client.duplicate({ enableOfflineQueue: false, autoResendUnfulfilledCommands: false, lazyConnect: false })
     this.writer.on('error', this.onConnectionError)
+    this.writer.on('ready', this.onReady)
     this.writerReady = new Promise((resolve) => this.writer.once('ready', resolve))
   }
 
   /** Subscribes, connects the writer and loads every value; never fails start-up (Redis may come later). */
   async start (): Promise<void> {
-    const { channel } = this.settings
     await Promise.all([
-      callWithTimeout(async () => await this.subscriber.subscribe(channel), neverAborted, this.deadlines).catch(this.onSubscriberLost),
+      callWithTimeout(async () => await this.subscribed, neverAborted, this.deadlines).catch(this.onSubscriberLost),
       // Without an offline queue, a change made before the writer is connected would be refused.
       callWithTimeout(async () => await this.writerReady, neverAborted, this.deadlines).catch(() => {})
     ])
@@ -209,7 +226,7 @@ export class RedisFlagStore implements FlagStore {
   async reload (): Promise<void> {
     let stored: Record<string, string>
     try {
-      stored = await callWithTimeout(async () => await this.settings.client.hgetall(this.settings.key), neverAborted, this.deadlines)
+      stored = await callWithTimeout(async () => await this.writer.hgetall(this.settings.key), neverAborted, this.deadlines)
     } catch (error) {
       this.log.warn({ err: error }, 'feature flags: could not load the values from Redis; keeping the last known values')
       return
@@ -227,8 +244,8 @@ export class RedisFlagStore implements FlagStore {
   /** Removes our listeners from the app's client and closes our connections. */
   close (): void {
     this.writer.disconnect()
-    this.settings.client.off('ready', this.onReady)
-    this.subscriber.off('ready', this.onReady)
+    this.writer.off('ready', this.onReady)
+    this.subscriber.off('ready', this.onSubscriberReady)
     this.subscriber.off('message', this.onMessage)
     this.subscriber.off('close', this.onSubscriberLost)
     this.subscriber.disconnect()

@@ -6,6 +6,10 @@ import { OverloadedError } from './errors.js'
 import { collectedGauge, counter, useMetricsRegistry } from './lib/metrics/registry.js'
 import { OptionReader, isPlainObject } from './lib/shared/options.js'
 import { registerOnce } from './lib/shared/register-once.js'
+import { AdaptiveLimit } from './lib/shedding/adaptive-limit.js'
+import type { AdaptiveLimitOptions } from './lib/shedding/adaptive-limit.js'
+import { readAdaptiveOptions } from './lib/shedding/adaptive-options.js'
+import { LimitMoves } from './lib/shedding/limit-moves.js'
 import { routeLabel, routeResilience } from './lib/route/route-config.js'
 
 const PLUGIN = 'fastify-resilience-load-shedding'
@@ -16,15 +20,34 @@ export type ShedPriority = 'critical' | 'normal' | 'sheddable'
 /** Why a request was refused: the `reason` label of `requests_shedded_total`. */
 export type ShedReason = 'concurrency' | 'priority' | 'event_loop_delay' | 'event_loop_utilization'
 
+export type { AdaptiveLimitOptions }
+
 /** Options of the load shedding plugin. */
 export interface LoadSheddingOptions {
   /**
-   * Requests in flight at most (the Go template's limit).
+   * Requests in flight at most (the Go template's limit); with an adaptive
+   * limit, its hard ceiling.
    * @default 1000
    */
   maxConcurrent?: number
   /**
-   * Share of `maxConcurrent` up to which each priority is admitted: sheddable
+   * `'adaptive'`: learn the limit from latency (a gradient on round-trip
+   * times, after Netflix's Gradient2 and Envoy's adaptive concurrency), with
+   * the `adaptive` settings' defaults.
+   * @default 'static' ('adaptive' when `adaptive` is given)
+   */
+  limit?: 'static' | 'adaptive'
+  /**
+   * Settings of the adaptive limit; giving them turns it on.
+   * @default undefined (a static limit)
+   * @example
+   * ```ts
+   * await app.register(loadShedding, { maxConcurrent: 500, adaptive: { minLimit: 10 } })
+   * ```
+   */
+  adaptive?: AdaptiveLimitOptions
+  /**
+   * Share of the limit up to which each priority is admitted: sheddable
    * requests are refused first, critical ones keep the headroom above the others.
    * @default { sheddable: 0.8, normal: 0.95, critical: 1 }
    */
@@ -68,7 +91,7 @@ export interface LoadSheddingOptions {
 export interface LoadShedding {
   /** Requests admitted and not finished yet (routes with `shed: false` are not counted). */
   readonly inFlight: number
-  /** `maxConcurrent`. */
+  /** The live limit: `maxConcurrent`, or what the adaptive limit learnt. */
   readonly limit: number
   /** The process-pressure reason refusing non-critical requests now, if any. */
   readonly pressure: 'event_loop_delay' | 'event_loop_utilization' | undefined
@@ -94,6 +117,13 @@ const PRIORITIES: readonly ShedPriority[] = ['critical', 'normal', 'sheddable']
 const DEFAULT_SHARES: Record<ShedPriority, number> = { sheddable: 0.8, normal: 0.95, critical: 1 }
 /** Where the route's priority is kept on its `config`, decided once in `onRoute`. */
 const kPriority = Symbol('fastify-resilience.shed-priority')
+/** When a response's request was admitted, and how many were in flight then (adaptive limit only). */
+const kAdmittedAtMs = Symbol('fastify-resilience.admitted-at')
+const kAdmittedInFlight = Symbol('fastify-resilience.admitted-in-flight')
+/** How long a halving or doubling of the adaptive limit may take to be logged, and how often at most. */
+const LIMIT_MOVE_PERIOD_MS = 10_000
+
+interface AdmittedResponse extends ServerResponse { [kAdmittedAtMs]: number, [kAdmittedInFlight]: number }
 
 type RoutePriority = ShedPriority | false
 
@@ -120,18 +150,28 @@ function routePriority (read: OptionReader, shed: unknown): RoutePriority {
 const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, rawOptions) => {
   const read = new OptionReader(PLUGIN)
   const opts = read.object<LoadSheddingOptions>('options', rawOptions,
-    ['maxConcurrent', 'priorityShares', 'retryAfterSeconds', 'maxEventLoopDelayMs', 'maxEventLoopUtilization', 'sampleIntervalMs', 'errorResponseBuilder'])
-  const limit = read.number('maxConcurrent', opts.maxConcurrent, 1000, { min: 1, integer: true })
+    ['maxConcurrent', 'limit', 'adaptive', 'priorityShares', 'retryAfterSeconds', 'maxEventLoopDelayMs', 'maxEventLoopUtilization', 'sampleIntervalMs', 'errorResponseBuilder'])
+  const maxConcurrent = read.number('maxConcurrent', opts.maxConcurrent, 1000, { min: 1, integer: true })
+  const mode = read.oneOf('limit', opts.limit, opts.adaptive === undefined ? 'static' : 'adaptive', ['static', 'adaptive'])
+  if (mode === 'static' && opts.adaptive !== undefined) throw read.fail('adaptive', 'left out with limit: "static"', opts.adaptive)
+  const adaptiveSettings = mode === 'adaptive' ? readAdaptiveOptions(read, opts.adaptive, maxConcurrent) : undefined
   const shares = read.object<Record<ShedPriority, number>>('priorityShares', opts.priorityShares, PRIORITIES)
-  const threshold = {} as Record<ShedPriority, number>
+  const share = {} as Record<ShedPriority, number>
   for (const priority of PRIORITIES) {
-    const share = read.number(`priorityShares.${priority}`, shares[priority], DEFAULT_SHARES[priority], { min: 0, max: 1 })
-    // At least one slot for any non-zero share, so that small limits still admit every priority.
-    threshold[priority] = share === 0 ? 0 : Math.max(1, Math.floor(share * limit))
+    share[priority] = read.number(`priorityShares.${priority}`, shares[priority], DEFAULT_SHARES[priority], { min: 0, max: 1 })
   }
-  if (!(threshold.sheddable <= threshold.normal && threshold.normal <= threshold.critical)) {
+  if (!(share.sheddable <= share.normal && share.normal <= share.critical)) {
     throw read.fail('priorityShares', 'ordered sheddable <= normal <= critical', opts.priorityShares)
   }
+  let limit = maxConcurrent
+  const threshold = {} as Record<ShedPriority, number>
+  // Recomputed only when the limit moves, so admission stays a few comparisons.
+  const setLimit = (newLimit: number): void => {
+    limit = newLimit
+    // At least one slot for any non-zero share, so that small limits still admit every priority.
+    for (const priority of PRIORITIES) threshold[priority] = share[priority] === 0 ? 0 : Math.max(1, Math.floor(share[priority] * limit))
+  }
+  setLimit(maxConcurrent)
   const retryAfter = String(read.number('retryAfterSeconds', opts.retryAfterSeconds, 5, { min: 1, integer: true }))
   const maxDelayMs = opts.maxEventLoopDelayMs === undefined ? undefined : read.number('maxEventLoopDelayMs', opts.maxEventLoopDelayMs, 0, { min: 1 })
   const maxUtilization = opts.maxEventLoopUtilization === undefined ? undefined : read.number('maxEventLoopUtilization', opts.maxEventLoopUtilization, 0, { min: 0, max: 1 })
@@ -147,6 +187,7 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
   let inFlight = 0
   let pressure: LoadShedding['pressure']
   const stopCollecting = collectedGauge(registry, 'requests_in_flight', { help: 'Requests being served now.' }, (gauge) => gauge.set(inFlight))
+  const stopCollectingLimit = collectedGauge(registry, 'concurrency_limit', { help: 'Requests in flight at most now (the adaptive limit as learnt).' }, (gauge) => gauge.set(limit))
 
   // Sampled on an unref'd timer: the per-request cost is one comparison. The
   // delay is how late the sampling timer itself fires: a blocked loop delays it.
@@ -183,6 +224,24 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
   function release (this: ServerResponse): void {
     inFlight--
   }
+  let listener = release
+  const learning = adaptiveSettings !== undefined
+  if (learning) {
+    const adaptive = new AdaptiveLimit(adaptiveSettings, () => performance.now())
+    const moves = new LimitMoves(Math.min(adaptiveSettings.maxLimit, Math.max(adaptiveSettings.minLimit, adaptiveSettings.initialLimit)), LIMIT_MOVE_PERIOD_MS, () => performance.now())
+    setLimit(adaptive.limit)
+    // Only complete, successful responses teach the limit: a failure is often
+    // fast, and fast failures taken as capacity would collapse it.
+    listener = function releaseAndLearn (this: ServerResponse): void {
+      inFlight--
+      const response = this as AdmittedResponse
+      if (!adaptive.record(response[kAdmittedAtMs], response[kAdmittedInFlight], response.writableFinished && response.statusCode < 400)) return
+      setLimit(adaptive.limit)
+      // The probes' dips to minLimit are routine, not news.
+      const move = adaptive.probing ? undefined : moves.observe(limit)
+      if (move !== undefined) app.log.info({ concurrencyLimit: move.to, previousLimit: move.from, withinMs: Math.round(move.withinMs) }, `load shedding: the adaptive concurrency limit moved from ${move.from} to ${move.to}`)
+    }
+  }
 
   const shedRequest: onRequestHookHandler = (request, reply, done) => {
     const config = request.routeOptions.config as { [kPriority]?: RoutePriority }
@@ -200,8 +259,13 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
       return
     }
     inFlight++
+    if (learning) {
+      const response = reply.raw as AdmittedResponse
+      response[kAdmittedAtMs] = performance.now()
+      response[kAdmittedInFlight] = inFlight
+    }
     // 'close' comes once per response; `on` spares the wrapper `once` would allocate.
-    reply.raw.on('close', release)
+    reply.raw.on('close', listener)
     done()
   }
   app.addHook('onRequest', shedRequest)
@@ -215,7 +279,7 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
 
   app.decorate('loadShedding', {
     get inFlight () { return inFlight },
-    limit,
+    get limit () { return limit },
     get pressure () { return pressure },
     isOverloaded: () => admit('normal') !== undefined
   } satisfies LoadShedding)
@@ -223,12 +287,14 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
   app.addHook('onClose', async () => {
     stopSampling()
     stopCollecting()
+    stopCollectingLimit()
   })
 }
 
 /**
  * Sheds load in an `onRequest` hook: at most `maxConcurrent` requests in
- * flight (1000), sheddable routes refused first and critical ones last,
+ * flight (1000), or a limit learnt from latency (`limit: 'adaptive'`, with
+ * `maxConcurrent` as its ceiling); sheddable routes refused first and critical ones last,
  * optionally also on event-loop pressure; a refusal is 503
  * `FST_RESILIENCE_OVERLOADED` with `Retry-After`. Register it first, before
  * other hooks and routes.

@@ -8,6 +8,7 @@ import type { LoadSheddingOptions } from '../plugins/load-shedding.js'
 import { deferred } from './fixtures/clock.js'
 import { get } from './fixtures/http.js'
 import { waitFor } from './fixtures/wait.js'
+import { captureLogs } from './fixtures/logs.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -287,7 +288,17 @@ test('bad options fail with a TypeError naming the option', async (t) => {
     [{ maxEventLoopUtilization: 1.5 }, /"maxEventLoopUtilization" must be a number from 0 to 1 \(got 1.5\)/],
     [{ sampleIntervalMs: 1 }, /"sampleIntervalMs" must be a number >= 10 \(got 1\)/],
     [{ errorResponseBuilder: 'busy' }, /"errorResponseBuilder" must be a function \(got "busy"\)/],
-    [{ limit: 10 }, /unknown option "limit"/]
+    [{ limit: 10 }, /"limit" must be one of "static", "adaptive" \(got 10\)/],
+    [{ limit: 'static', adaptive: {} }, /^fastify-resilience-load-shedding: "adaptive" must be left out with limit: "static" \(got an object\)$/],
+    [{ adaptive: { maxLimit: 2000 } }, /"adaptive.maxLimit" must be an integer from 1 to 1000 \(got 2000\)/],
+    [{ maxConcurrent: 50, adaptive: { minLimit: 60 } }, /"adaptive.minLimit" must be an integer from 1 to 50 \(got 60\)/],
+    [{ adaptive: { rttTolerance: 0.5 } }, /"adaptive.rttTolerance" must be a number >= 1 \(got 0.5\)/],
+    [{ adaptive: { smoothing: 0 } }, /"adaptive.smoothing" must be a number from 0.01 to 1 \(got 0\)/],
+    [{ adaptive: { probeIntervalMs: 10 } }, /"adaptive.probeIntervalMs" must be a number >= 1000 \(got 10\)/],
+    [{ adaptive: { minSamples: 0 } }, /"adaptive.minSamples" must be an integer >= 1 \(got 0\)/],
+    [{ adaptive: { windowMs: 0 } }, /"adaptive.windowMs" must be a number >= 1 \(got 0\)/],
+    [{ adaptive: { initialLimit: 0.5 } }, /"adaptive.initialLimit" must be an integer >= 1 \(got 0.5\)/],
+    [{ adaptive: { min: 1 } }, /unknown option "adaptive.min"/]
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
@@ -312,4 +323,85 @@ test('registering the load shedding plugin twice in one scope fails loudly', asy
   t.teardown(() => app.close())
   await app.register(loadShedding)
   await t.rejects(async () => { await app.register(loadShedding) }, /fastify-resilience-load-shedding has already been registered/)
+})
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+test('adaptive: the limit starts at minLimit to measure the baseline, then learns from successful responses only (shed: false routes do not count), and probes again after probeIntervalMs', async (t) => {
+  const { app, port } = await listening(t, { limit: 'adaptive', adaptive: { minSamples: 3, windowMs: 1, probeIntervalMs: 1000 } }, (instance) => {
+    instance.get('/ok', async () => { await sleep(2); return 'ok' })
+    instance.get('/boom', async () => { throw new Error('boom') })
+    instance.get('/missing', async (_request, reply) => await reply.code(404).send())
+    instance.get('/health', { config: { resilience: { shed: false } } }, async () => 'ok')
+  })
+  t.equal(app.loadShedding.limit, 5, 'measuring at minLimit')
+  t.equal(await metricValue(port, /^concurrency_limit /), 5)
+  for (let i = 0; i < 10; i++) {
+    t.equal((await get(port, '/boom')).status, 500)
+    t.equal((await get(port, '/missing')).status, 404)
+    t.equal((await get(port, '/health')).status, 200)
+  }
+  t.equal(app.loadShedding.limit, 5, 'failures, 4xx and uncounted routes teach nothing')
+  for (let i = 0; i < 3; i++) t.equal((await get(port, '/ok')).status, 200)
+  t.equal(app.loadShedding.limit, 20, 'three successes closed the first window: back to initialLimit')
+  t.equal(await metricValue(port, /^concurrency_limit /), 20)
+  await sleep(1200)
+  for (let i = 0; i < 3; i++) t.equal((await get(port, '/ok')).status, 200)
+  t.equal(app.loadShedding.limit, 5, 'a window after probeIntervalMs runs at minLimit again')
+  for (let i = 0; i < 3; i++) t.equal((await get(port, '/ok')).status, 200)
+  t.ok(app.loadShedding.limit > 5, `and the learnt limit is restored (${app.loadShedding.limit})`)
+  t.equal(app.loadShedding.inFlight, 0)
+})
+
+test('adaptive: priorities apply their shares to the learnt limit, not to maxConcurrent', async (t) => {
+  const gate = deferred()
+  let running = 0
+  const { app, port } = await listening(t, { maxConcurrent: 100, adaptive: { minLimit: 10, initialLimit: 10, maxLimit: 10, minSamples: 1, windowMs: 1 } }, (instance) => {
+    instance.get('/quick', async () => 'ok')
+    instance.get('/later', { config: { resilience: { shed: { priority: 'sheddable' } } } }, async () => { running++; await gate.promise; running--; return 'done' })
+  })
+  t.equal((await get(port, '/quick')).status, 200)
+  t.equal(app.loadShedding.limit, 10)
+  const held = Array.from({ length: 8 }, async () => await get(port, '/later'))
+  await waitFor('8 sheddable requests running', () => running === 8)
+  const refused = await get(port, '/later')
+  t.equal(refused.status, 503, 'the 9th sheddable request is refused: 0.8 of the learnt 10')
+  t.equal(await metricValue(port, /^requests_shedded_total\{reason="priority"\}/), 1)
+  t.equal((await get(port, '/quick')).status, 200, 'a normal request still fits (0.95 of 10)')
+  gate.resolve()
+  await Promise.all(held)
+  await waitFor('every slot released', () => app.loadShedding.inFlight === 0)
+})
+
+test('adaptive: under concurrent load the limit doubles and says so once at info; after 2 000 mixed requests and aborts no slot leaks', async (t) => {
+  const { stream, lines } = captureLogs()
+  const { app, port } = await listening(t, { adaptive: { minLimit: 2, initialLimit: 2, minSamples: 1, windowMs: 1, rttTolerance: 4 } }, (instance) => {
+    instance.get('/work', async () => { await sleep(5); return 'ok' })
+    instance.get('/boom', async () => { await sleep(1); throw new Error('boom') })
+    instance.get('/hang', async (_request, reply) => { await new Promise((resolve) => reply.raw.once('close', resolve)); return 'late' })
+  }, { logger: { stream } })
+  await get(port, '/work')
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 })
+  t.teardown(() => agent.destroy())
+  for (let round = 0; round < 40 && app.loadShedding.limit < 16; round++) {
+    await Promise.all(Array.from({ length: app.loadShedding.limit }, async () => await get(port, '/work', { agent })))
+  }
+  t.ok(app.loadShedding.limit >= 16, `the limit grew to ${app.loadShedding.limit}`)
+  const moves = lines.filter((line) => /adaptive concurrency limit moved/.test(line.msg))
+  t.equal(moves.length, 1, 'logged once: rate-limited')
+  t.match(moves[0], { level: 30, previousLimit: 2 })
+  t.ok((moves[0]?.concurrencyLimit as number) >= 4)
+  const paths = ['/work', '/boom', '/hang']
+  await Promise.all(Array.from({ length: 2000 }, async (_, i) => {
+    const path = paths[i % 3] as string
+    if (path !== '/hang') return await get(port, path, { agent }).catch(() => undefined)
+    // A client that goes away mid-request.
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => { socket.write('GET /hang HTTP/1.1\r\nHost: x\r\n\r\n'); setTimeout(() => { socket.destroy(); resolve() }, 5) })
+      socket.on('error', () => resolve())
+    })
+  }))
+  await waitFor('every slot released', () => app.loadShedding.inFlight === 0)
+  t.equal(await metricValue(port, /^requests_in_flight /), 0)
+  t.ok(app.loadShedding.limit >= 2 && app.loadShedding.limit <= 1000, `limit ${app.loadShedding.limit}`)
 })

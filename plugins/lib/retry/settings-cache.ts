@@ -35,6 +35,7 @@ export class RetrySettingsCache {
     for (const name in options) {
       if (name === 'signal' || !Object.hasOwn(options, name)) continue
       const value = (options as Record<string, unknown>)[name]
+      // Numbers, the usual case, need no call.
       const part = typeof value === 'number' ? value : this.partOf(value)
       if (part === undefined) return undefined
       key += name + '=' + String(part) + ';'
@@ -44,7 +45,7 @@ export class RetrySettingsCache {
 
   private partOf (value: unknown): string | undefined {
     switch (typeof value) {
-      case 'number': case 'boolean': case 'undefined': return String(value)
+      case 'boolean': case 'undefined': return String(value)
       case 'string': return JSON.stringify(value)
       case 'function': return `#${this.idOf(value)}`
       case 'object': {

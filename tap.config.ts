@@ -54,7 +54,7 @@ export const config: TestRunConfig = {
   // The example app's, the launcher's, the package's and the benchmarks'
   // tests exercise the app and the tooling; the library's own tests must
   // cover it by themselves.
-  coverageMap: (testFile) => /^test\/(example-|launcher|package|bench-|api-surface)/.test(testFile) ? null : ['plugins/**/*.ts'],
+  coverageMap: (testFile) => /^test\/(example-|launcher|package|bench-|api-surface|observability|chaos)/.test(testFile) ? null : ['plugins/**/*.ts'],
   coverageReport: 'text',
   nodeArgs: ['--conditions=fastify-resilience-source']
 }

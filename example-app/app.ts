@@ -1,7 +1,9 @@
 import fastifyPostgres from '@fastify/postgres'
 import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
+import fastifyMetrics from 'fastify-metrics'
 import { Redis } from 'ioredis'
+import promClient from 'prom-client'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import resilience from 'fastify-resilience'
 import { redisCache } from './cache.js'
@@ -68,7 +70,29 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
     app.addHook('onClose', async () => { redis.disconnect() })
   }
 
+  // One registry for the suite and the HTTP metrics, so /metrics serves both.
+  const registry = new promClient.Registry()
+  // Registered before the suite: its onRequest hook must run before load
+  // shedding's, so that refused requests are counted as the 503s they are.
+  await app.register(fastifyMetrics.default, {
+    endpoint: null,
+    promClient,
+    defaultMetrics: { enabled: false },
+    routeMetrics: {
+      enabled: { histogram: true, summary: false },
+      // Unmatched URLs share one `route` label value; scrapes are not traffic.
+      registeredRoutesOnly: false,
+      routeBlacklist: ['/metrics'],
+      overrides: {
+        // http_request_duration_seconds{method,route,status_code}; `route` is the pattern, never the URL.
+        histogram: { registers: [registry] },
+        summary: { registers: [] }
+      }
+    }
+  })
+
   await app.register(resilience, {
+    metrics: { registry, defaultMetrics: true },
     loadShedding: { maxConcurrent: options.maxConcurrent ?? 1000 },
     flags: {
       defaults: { player_lookup: true, leaderboard: true },

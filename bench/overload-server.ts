@@ -7,8 +7,9 @@
  *
  * - `OVERLOAD_MODE`: `none` (no protection), `under-pressure`
  *   (@fastify/under-pressure, its options as JSON in `OVERLOAD_UNDER_PRESSURE`)
- *   or `load-shedding` (this library's `loadShedding`, `maxConcurrent` from
- *   `OVERLOAD_MAX_CONCURRENT`);
+ *   `load-shedding` (this library's `loadShedding`, `maxConcurrent` from
+ *   `OVERLOAD_MAX_CONCURRENT`), `load-shedding-default` (`loadShedding()`
+ *   with its defaults) or `adaptive` (`loadShedding({ limit: 'adaptive' })`);
  * - `OVERLOAD_DATABASE_URL`, `OVERLOAD_POOL_SIZE`, `OVERLOAD_SERVICE_MS`, and
  *   `OVERLOAD_APPLICATION_NAME` (the connections' `application_name`, so that
  *   the benchmark can wait until they are gone).
@@ -53,8 +54,12 @@ async function build (): Promise<FastifyInstance> {
     await app.register(underPressure, JSON.parse(required('OVERLOAD_UNDER_PRESSURE')) as Record<string, number>)
   } else if (mode === 'load-shedding') {
     await app.register(loadShedding, { maxConcurrent: positiveInteger('OVERLOAD_MAX_CONCURRENT') })
+  } else if (mode === 'load-shedding-default') {
+    await app.register(loadShedding)
+  } else if (mode === 'adaptive') {
+    await app.register(loadShedding, { limit: 'adaptive' })
   } else if (mode !== 'none') {
-    throw new Error(`OVERLOAD_MODE must be none, under-pressure or load-shedding, got ${mode}`)
+    throw new Error(`OVERLOAD_MODE must be none, under-pressure, load-shedding, load-shedding-default or adaptive, got ${mode}`)
   }
   const query = { name: 'overload-work', text: 'SELECT pg_sleep($1)', values: [serviceSeconds] }
   app.get('/work', async () => {
@@ -63,6 +68,8 @@ async function build (): Promise<FastifyInstance> {
   })
   // Memory figures for the benchmark's setup paragraph (under-pressure's RSS and heap thresholds).
   app.get('/memory', async () => process.memoryUsage())
+  // The live concurrency limit (null without load shedding), to report what the adaptive limit learnt.
+  app.get('/limit', async () => ({ limit: app.hasDecorator('loadShedding') ? app.loadShedding.limit : null }))
   return app
 }
 

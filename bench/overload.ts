@@ -3,7 +3,8 @@
  * PostgreSQL query with a known service time on a pool of a known size, driven
  * by an open-loop generator at 1x, 2x and 4x its measured capacity, (a) with
  * no protection, (b) with @fastify/under-pressure as its README configures it,
- * (c) with this library's load shedding, its limit matched to the pool.
+ * (c) with this library's load shedding, its limit matched to the pool, (d) with
+ * load shedding's static default limit and (e) with its adaptive limit.
  *
  * Alone: `npm run bench -- --only=overload` (add `--smoke` for a quick check).
  */
@@ -81,13 +82,17 @@ const SMOKE: Timing = {
   capacityDurationMs: 400
 }
 
-type Mode = 'none' | 'under-pressure' | 'load-shedding'
+type Mode = 'none' | 'under-pressure' | 'load-shedding' | 'load-shedding-default' | 'adaptive'
 
 const MODES: ReadonlyArray<{ mode: Mode, label: string }> = [
   { mode: 'none', label: '(a) no protection' },
   { mode: 'under-pressure', label: '(b) @fastify/under-pressure' },
-  { mode: 'load-shedding', label: `(c) load shedding, maxConcurrent ${LIMIT}` }
+  { mode: 'load-shedding', label: `(c) load shedding, maxConcurrent ${LIMIT}` },
+  { mode: 'load-shedding-default', label: '(d) load shedding, static default' },
+  { mode: 'adaptive', label: '(e) load shedding, adaptive' }
 ]
+/** Goodput by which (e) may trail (d) in a cell and still count as no worse: noise (share of capacity). */
+const NOISE = 0.02
 
 const ms = (value: number): string => fixed(value, 1)
 const mb = (bytes: number): string => `${integer(bytes / 1e6)} MB`
@@ -106,9 +111,11 @@ interface Cell {
   /** Generator CPU during the run, share of one core. */
   generatorCpu: number
   sendLagP99Ms: number
+  /** The server's concurrency limit at the end of the run (null without load shedding). */
+  limit: number | null
 }
 
-function summarise (result: OpenLoopResult, serverCpuMs: number, elapsedMs: number): Cell {
+function summarise (result: OpenLoopResult, serverCpuMs: number, elapsedMs: number, limit: number | null): Cell {
   const seconds = result.durationMs / 1000
   const share = (count: number): number => result.sent === 0 ? Number.NaN : count / result.sent
   return {
@@ -121,7 +128,8 @@ function summarise (result: OpenLoopResult, serverCpuMs: number, elapsedMs: numb
     errors: share(result.counts.status + result.counts.error),
     serverCpu: serverCpuMs / elapsedMs,
     generatorCpu: result.cpuMs / elapsedMs,
-    sendLagP99Ms: result.sendLagP99Ms
+    sendLagP99Ms: result.sendLagP99Ms,
+    limit
   }
 }
 
@@ -202,7 +210,9 @@ export async function overload (options: BenchOptions): Promise<Section> {
       const started = performance.now()
       const result = await openLoop({ url: `${target.url}/work`, rate, warmupMs, durationMs, timeoutMs: timing.timeoutMs })
       const elapsedMs = performance.now() - started
-      return summarise(result, (await target.cpu() - cpuBefore) / 1000, elapsedMs)
+      // Not a number when under-pressure answers 503 to it.
+      const { limit } = await (await fetch(`${target.url}/limit`)).json() as { limit?: unknown }
+      return summarise(result, (await target.cpu() - cpuBefore) / 1000, elapsedMs, typeof limit === 'number' ? limit : null)
     }
 
     // Capacity: a saturating closed loop against the unprotected app.
@@ -222,7 +232,7 @@ export async function overload (options: BenchOptions): Promise<Section> {
       for (const load of LOADS) {
         const cell = await drive(await serverFor(mode), load * capacity, timing.warmupMs, timing.durationMs)
         row.push(cell)
-        log(`overload: ${label} at ${load}x: goodput ${integer(cell.goodput)} req/s, p99 ${ms(cell.p99)} ms, 503 ${percent(cell.shed)}, timeouts ${percent(cell.timeouts)}, ` +
+        log(`overload: ${label} at ${load}x: goodput ${integer(cell.goodput)} req/s, p99 ${ms(cell.p99)} ms, 503 ${percent(cell.shed)}, timeouts ${percent(cell.timeouts)}, limit ${cell.limit ?? '-'}, ` +
           `server CPU ${percent(cell.serverCpu, 0)}, generator CPU ${percent(cell.generatorCpu, 0)}, send lag p99 ${ms(cell.sendLagP99Ms)} ms`)
       }
     }
@@ -265,11 +275,20 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
   const goodputShare = shedding.goodput / capacity
   const p99Ratio = shedding.p99 / sheddingBase.p99
   const met = goodputShare >= 0.9 && p99Ratio <= 3
+  // (e) against the issue's targets, and against (d) at every load.
+  const adaptive = cellOf('adaptive', top)
+  const adaptiveBase = cellOf('adaptive', LOADS[0] as number)
+  const adaptiveShare = adaptive.goodput / capacity
+  const adaptiveRatio = adaptive.p99 / adaptiveBase.p99
+  const adaptiveMet = adaptiveShare >= 0.95 && adaptiveRatio <= 1.5
+  const baseShedOk = adaptiveBase.shed <= 0.01
+  const behind = LOADS.filter((load) => cellOf('adaptive', load).goodput < cellOf('load-shedding-default', load).goodput - NOISE * capacity)
+  const defaultOk = baseShedOk && behind.length === 0
 
   const rows = MODES.flatMap(({ mode, label }) => LOADS.map((load) => {
     const cell = cellOf(mode, load)
     return [label, `${load}x`, integer(cell.offered), integer(cell.goodput), percent(cell.goodput / capacity, 0), ms(cell.p50), ms(cell.p99),
-      percent(cell.shed), percent(cell.timeouts), percent(cell.errors), percent(cell.serverCpu, 0)]
+      percent(cell.shed), percent(cell.timeouts), percent(cell.errors), percent(cell.serverCpu, 0), cell.limit === null ? '-' : String(cell.limit)]
   }))
   const sweepRows = sweep.map(({ limit, cell }) => [
     `${limit}${limit === LIMIT ? ' (chosen)' : ''}`, String(Math.max(1, Math.floor(0.95 * limit))), integer(cell.goodput), percent(cell.goodput / capacity, 0),
@@ -310,7 +329,7 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
       `The generator's p99 send lag (how late requests left compared with their schedule, included in the latencies) was at most ${ms(maxLag(sheddingCells))} ms in the load-shedding cells ` +
       `and ${ms(maxLag(otherCells))} ms in the others, where every abandoned request's connection is reset and a new one opened.`,
     '',
-    '**Protections.** The route handler is the same in all three.',
+    '**Protections.** The route handler is the same in all five.',
     '',
     '- (a) none: requests wait in the pool\'s queue for as long as it takes. Above capacity the queue grows by the excess every second; once the wait passes the client timeout, ' +
       'the pool spends its time on requests whose clients have already given up.',
@@ -325,8 +344,11 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
       `A limit at the pool size (${Math.floor(0.95 * POOL_SIZE)} admitted, fewer than the connections) leaves connections idle and loses goodput; a higher one only makes the admitted requests wait longer. ` +
       'Any limit that admits a few more requests than the pool has connections keeps the pool busy in this steady test; twice the pool is a simple rule that also leaves room for a service time that varies. ' +
       `The second table is the experiment behind the choice: the limits tried at 4x, ${timing.sweepDurationMs / 1000} s counted each after ${timing.sweepWarmupMs / 1000} s of warm-up, a fresh server each.`,
+    '- (d) `loadShedding()`: the static default, `maxConcurrent` 1000 (950 admitted at normal priority): what a user gets without tuning.',
+    '- (e) `loadShedding({ limit: \'adaptive\' })` with the adaptive settings\' defaults (`maxConcurrent` 1000 as its ceiling): the limit is learnt from the latency of admitted, successful requests. ' +
+      'The last column is the server\'s live limit (`app.loadShedding.limit`) at the end of each cell.',
     '',
-    table(['protection', 'load', 'offered req/s', 'goodput req/s', 'goodput / capacity', 'p50 ms', 'p99 ms', '503', 'timeouts', 'errors', 'server CPU'], rows),
+    table(['protection', 'load', 'offered req/s', 'goodput req/s', 'goodput / capacity', 'p50 ms', 'p99 ms', '503', 'timeouts', 'errors', 'server CPU', 'limit at end'], rows),
     '',
     '![Goodput per protection and load](overload.svg)',
     '',
@@ -337,7 +359,22 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
     `**Target** for (c) at 4x: goodput at least 90 % of capacity and the p99 of successes within 3x of its p99 at 1x: ${verdict(met)}. ` +
       `Goodput ${integer(shedding.goodput)} req/s = ${percent(goodputShare)} of capacity${goodputShare >= 0.9 ? '' : ` (missed by ${percent(0.9 - goodputShare)} of capacity)`}; ` +
       `p99 ${ms(shedding.p99)} ms against ${ms(sheddingBase.p99)} ms at 1x = ${fixed(p99Ratio)}x${p99Ratio <= 3 ? '' : ` (missed by ${fixed(p99Ratio - 3)}x)`}. ` +
-      `For comparison at 4x: no protection ${percent(none.goodput / capacity, 0)} of capacity with ${percent(none.timeouts, 0)} timeouts, under-pressure ${percent(pressure.goodput / capacity, 0)} with ${percent(pressure.timeouts, 0)} timeouts and ${percent(pressure.shed, 0)} 503s.`
+      `For comparison at 4x: no protection ${percent(none.goodput / capacity, 0)} of capacity with ${percent(none.timeouts, 0)} timeouts, under-pressure ${percent(pressure.goodput / capacity, 0)} with ${percent(pressure.timeouts, 0)} timeouts and ${percent(pressure.shed, 0)} 503s.`,
+    '',
+    `**Target** for (e) at 4x: goodput at least 95 % of capacity and the p99 of successes within 1.5x of its p99 at 1x: ${verdict(adaptiveMet)}. ` +
+      `Goodput ${integer(adaptive.goodput)} req/s = ${percent(adaptiveShare)} of capacity${adaptiveShare >= 0.95 ? '' : ` (missed by ${percent(0.95 - adaptiveShare)} of capacity)`}; ` +
+      `p99 ${ms(adaptive.p99)} ms against ${ms(adaptiveBase.p99)} ms at 1x = ${fixed(adaptiveRatio)}x${adaptiveRatio <= 1.5 ? '' : ` (missed by ${fixed(adaptiveRatio - 1.5)}x)`}; limit at the end ${adaptive.limit ?? '-'}.`,
+    '',
+    `**Target** for (e) at 1x: at most 1 % of 503s: ${verdict(baseShedOk)}. 503 ${percent(adaptiveBase.shed)}${baseShedOk ? '' : ` (missed by ${percent(adaptiveBase.shed - 0.01)})`}.`,
+    '',
+    `**Target** for (e) against (d), the static default, at 1x, 2x and 4x: goodput never below (d)'s by more than ${percent(NOISE, 0)} of capacity (noise): ${verdict(behind.length === 0)}. ` +
+      LOADS.map((load) => `${load}x: ${integer(cellOf('adaptive', load).goodput)} against ${integer(cellOf('load-shedding-default', load).goodput)} req/s`).join(', ') + '.',
+    '',
+    '**Adaptive as the default?** Issue 18 makes it the default only if it sheds at most 1 % at 1x and is never worse than the static default elsewhere. ' +
+      (defaultOk
+        ? '**This run supports it**: both conditions are met.'
+        : `**This run does not support it**: ${[baseShedOk ? '' : 'it sheds more than 1 % at 1x', behind.length === 0 ? '' : `it is behind the static default at ${behind.map((load) => `${load}x`).join(', ')}`].filter((reason) => reason !== '').join(', and ')}.`) +
+      ' (The capacity-step plot and the CPU-bound scenario of the issue are not part of this benchmark yet.)'
   ].join('\n')
 
   return {
@@ -346,6 +383,7 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
     markdown,
     charts: { 'overload.svg': chart },
     headlines: [
+      `overload 4x: adaptive limit goodput ${percent(adaptiveShare, 0)} of capacity (static default ${percent(cellOf('load-shedding-default', top).goodput / capacity, 0)}), p99 ${fixed(adaptiveRatio, 1)}x of 1x, 503 at 1x ${percent(adaptiveBase.shed)}`,
       `overload 4x: load shedding goodput ${percent(goodputShare, 0)} of capacity (no protection ${percent(none.goodput / capacity, 0)}, under-pressure ${percent(pressure.goodput / capacity, 0)}), p99 ${fixed(p99Ratio, 1)}x of 1x`
     ]
   }

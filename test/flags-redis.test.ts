@@ -44,6 +44,21 @@ async function instance (t: Teardown, port: number, names: { key?: string, chann
   return { app, redis, logs }
 }
 
+/**
+ * Two instances sharing fresh keys, the first talking to Redis through a
+ * command-aware proxy, an observer connection, and player_lookup enabled.
+ */
+async function behindProxy (t: Teardown, server: RedisServer): Promise<{ names: { key: string, channel: string }, proxy: Awaited<ReturnType<typeof startCommandProxy>>, first: Instance, second: Instance, observer: Redis }> {
+  const names = { key: uniqueName('flags'), channel: uniqueName('flags') }
+  const proxy = await startCommandProxy(server.port)
+  t.teardown(() => proxy.close())
+  const first = await instance(t, proxy.port, names)
+  const second = await instance(t, server.port, names)
+  const observer = client(t, server.port)
+  await first.app.flags.enable('player_lookup')
+  return { names, proxy, first, second, observer }
+}
+
 /** A change that succeeds once the instance's connections are back (each refusal is immediate). */
 async function acceptedSoon (app: FastifyInstance, flag: string, value: FlagValue): Promise<void> {
   await waitFor(`"${flag}" to be accepted`, async () => await app.flags.set(flag, value).then(() => true, () => false))
@@ -229,13 +244,7 @@ test('a change refused while Redis is frozen is not applied when Redis thaws: no
 test('a fenced write that reaches a frozen Redis is refused by Redis itself when it thaws', async (t) => {
   const server = await ownRedis(t)
   t.teardown(() => server.process.resume())
-  const names = { key: uniqueName('flags'), channel: uniqueName('flags') }
-  const proxy = await startCommandProxy(server.port)
-  t.teardown(() => proxy.close())
-  const first = await instance(t, proxy.port, names)
-  const second = await instance(t, server.port, names)
-  const observer = client(t, server.port)
-  await first.app.flags.enable('player_lookup')
+  const { names, proxy, first, second, observer } = await behindProxy(t, server)
 
   // The write leaves the app and lands in the socket buffer of a server frozen just before it arrives.
   const frozen = proxy.onceCommand('eval', async () => await freeze(server))
@@ -286,13 +295,7 @@ test('the fence assumes Redis read its clock as late as possible: a slow TIME re
 
 test('a write applied just before its fence whose reply comes too late: set rejects, and every instance converges on what Redis holds', async (t) => {
   const server = await ownRedis(t)
-  const names = { key: uniqueName('flags'), channel: uniqueName('flags') }
-  const proxy = await startCommandProxy(server.port)
-  t.teardown(() => proxy.close())
-  const first = await instance(t, proxy.port, names)
-  const second = await instance(t, server.port, names)
-  const observer = client(t, server.port)
-  await first.app.flags.enable('player_lookup')
+  const { names, proxy, first, second, observer } = await behindProxy(t, server)
 
   // Redis runs the write at once; everything it sends back to the first instance is held.
   const held = proxy.onceCommand('eval', () => proxy.holdReplies())
@@ -313,13 +316,7 @@ test('a write applied just before its fence whose reply comes too late: set reje
 
 test('a write lost with its connection is not sent again once the connection is back: set rejects and nothing changes', async (t) => {
   const server = await ownRedis(t)
-  const names = { key: uniqueName('flags'), channel: uniqueName('flags') }
-  const proxy = await startCommandProxy(server.port)
-  t.teardown(() => proxy.close())
-  const first = await instance(t, proxy.port, names)
-  const second = await instance(t, server.port, names)
-  const observer = client(t, server.port)
-  await first.app.flags.enable('player_lookup')
+  const { names, proxy, first, second, observer } = await behindProxy(t, server)
 
   // The write is lost on the way and its connection closes; the driver reconnects at once, well before the deadline.
   const dropped = proxy.dropOnceCommand('eval')

@@ -3,30 +3,11 @@
  * to it, or a thousand sleeping retries print MaxListenersExceededWarning
  * during an outage, just when the on-call reads the logs.
  */
-import type { FastifyInstance } from 'fastify'
 import { test } from 'tap'
-import { breaker, retry } from '../plugins/index.js'
-import { testApp } from './fixtures/app.js'
-import type { Teardown } from './fixtures/app.js'
+import { leakTestApp as build, warnings } from './fixtures/listener-leak.js'
 
 // Node warns once per signal and process, so each case has a file of its own
 // (the other: test/listener-leak-retry.test.ts).
-
-async function build (t: Teardown): Promise<FastifyInstance> {
-  return await testApp(t, async (app) => {
-    await app.register(breaker)
-    await app.register(retry, { jitter: 'none', initialDelayMs: 1_000, budget: false })
-  })
-}
-
-/** Every process warning emitted until the test ends. */
-function warnings (t: Teardown): Error[] {
-  const seen: Error[] = []
-  const listener = (warning: Error): void => { seen.push(warning) }
-  process.on('warning', listener)
-  t.teardown(() => process.off('warning', listener))
-  return seen
-}
 
 test('1 000 concurrent breaker calls with timeoutMs and no signal emit no listener-leak warning', async (t) => {
   const seen = warnings(t)

@@ -3,31 +3,12 @@
  * to it, or a thousand sleeping retries print MaxListenersExceededWarning
  * during an outage, just when the on-call reads the logs.
  */
-import type { FastifyInstance } from 'fastify'
 import { test } from 'tap'
-import { breaker, retry } from '../plugins/index.js'
 import { useFakeClock } from './fixtures/clock.js'
-import { testApp } from './fixtures/app.js'
-import type { Teardown } from './fixtures/app.js'
+import { leakTestApp as build, warnings } from './fixtures/listener-leak.js'
 
 // Node warns once per signal and process, so each case has a file of its own
 // (the other: test/listener-leak-breaker.test.ts).
-
-async function build (t: Teardown): Promise<FastifyInstance> {
-  return await testApp(t, async (app) => {
-    await app.register(breaker)
-    await app.register(retry, { jitter: 'none', initialDelayMs: 1_000, budget: false })
-  })
-}
-
-/** Every process warning emitted until the test ends. */
-function warnings (t: Teardown): Error[] {
-  const seen: Error[] = []
-  const listener = (warning: Error): void => { seen.push(warning) }
-  process.on('warning', listener)
-  t.teardown(() => process.off('warning', listener))
-  return seen
-}
 
 const reset = (): Error => Object.assign(new Error('connection reset'), { code: 'ECONNRESET' })
 

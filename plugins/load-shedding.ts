@@ -25,21 +25,22 @@ export type { AdaptiveLimitOptions }
 /** Options of the load shedding plugin. */
 export interface LoadSheddingOptions {
   /**
-   * Requests in flight at most (the Go template's limit); with an adaptive
-   * limit, its hard ceiling.
+   * Requests in flight at most: the hard ceiling of the adaptive limit, or
+   * the limit itself with `limit: 'static'` (the Go template's behaviour).
    * @default 1000
    */
   maxConcurrent?: number
   /**
    * `'adaptive'`: learn the limit from latency (a gradient on round-trip
-   * times, after Netflix's Gradient2 and Envoy's adaptive concurrency), with
-   * the `adaptive` settings' defaults.
-   * @default 'static' ('adaptive' when `adaptive` is given)
+   * times, after Netflix's Gradient2 and Envoy's adaptive concurrency), up to
+   * `maxConcurrent`. `'static'`: admit `maxConcurrent` requests, whatever
+   * their latency (the Go template's behaviour).
+   * @default 'adaptive'
    */
   limit?: 'static' | 'adaptive'
   /**
-   * Settings of the adaptive limit; giving them turns it on.
-   * @default undefined (a static limit)
+   * Settings of the adaptive limit (not allowed with `limit: 'static'`).
+   * @default see {@link AdaptiveLimitOptions}
    * @example
    * ```ts
    * await app.register(loadShedding, { maxConcurrent: 500, adaptive: { minLimit: 10 } })
@@ -152,7 +153,7 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
   const opts = read.object<LoadSheddingOptions>('options', rawOptions,
     ['maxConcurrent', 'limit', 'adaptive', 'priorityShares', 'retryAfterSeconds', 'maxEventLoopDelayMs', 'maxEventLoopUtilization', 'sampleIntervalMs', 'errorResponseBuilder'])
   const maxConcurrent = read.number('maxConcurrent', opts.maxConcurrent, 1000, { min: 1, integer: true })
-  const mode = read.oneOf('limit', opts.limit, opts.adaptive === undefined ? 'static' : 'adaptive', ['static', 'adaptive'])
+  const mode = read.oneOf('limit', opts.limit, 'adaptive', ['static', 'adaptive'])
   if (mode === 'static' && opts.adaptive !== undefined) throw read.fail('adaptive', 'left out with limit: "static"', opts.adaptive)
   const adaptiveSettings = mode === 'adaptive' ? readAdaptiveOptions(read, opts.adaptive, maxConcurrent) : undefined
   const shares = read.object<Record<ShedPriority, number>>('priorityShares', opts.priorityShares, PRIORITIES)
@@ -292,9 +293,9 @@ const loadSheddingPlugin: FastifyPluginAsync<LoadSheddingOptions> = async (app, 
 }
 
 /**
- * Sheds load in an `onRequest` hook: at most `maxConcurrent` requests in
- * flight (1000), or a limit learnt from latency (`limit: 'adaptive'`, with
- * `maxConcurrent` as its ceiling); sheddable routes refused first and critical ones last,
+ * Sheds load in an `onRequest` hook: at most as many requests in flight as
+ * a limit learnt from their latency allows (up to `maxConcurrent`, 1000), or
+ * exactly `maxConcurrent` with `limit: 'static'`; sheddable routes refused first and critical ones last,
  * optionally also on event-loop pressure; a refusal is 503
  * `FST_RESILIENCE_OVERLOADED` with `Retry-After`. Register it first, before
  * other hooks and routes.

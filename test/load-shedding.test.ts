@@ -33,7 +33,7 @@ test('with a limit of 10 and 50 concurrent slow requests at most 10 handlers run
   const gate = deferred()
   let running = 0
   let mostRunning = 0
-  const { app, port } = await listening(t, { maxConcurrent: 10, priorityShares: { normal: 1, sheddable: 1 } }, (instance) => {
+  const { app, port } = await listening(t, { limit: 'static', maxConcurrent: 10, priorityShares: { normal: 1, sheddable: 1 } }, (instance) => {
     instance.get('/slow', async () => {
       running++
       mostRunning = Math.max(mostRunning, running)
@@ -65,7 +65,7 @@ test('with a limit of 10 and 50 concurrent slow requests at most 10 handlers run
 test('after 10 000 mixed requests (successes, errors, 404s, aborts, timeouts) inFlight is back to exactly 0', async (t) => {
   const started = new Map<string, () => void>()
   let lowest = 0
-  const { app, port } = await listening(t, { maxConcurrent: 10_000 }, (instance) => {
+  const { app, port } = await listening(t, { limit: 'static', maxConcurrent: 10_000 }, (instance) => {
     instance.get('/ok', async () => ({ ok: true }))
     instance.get('/boom', async () => { throw new Error('boom') })
     instance.get('/refused-by-hook', { onRequest: async (_request, reply) => { await reply.code(429).send({ later: true }) } }, async () => 'never')
@@ -134,7 +134,7 @@ test('after 10 000 mixed requests (successes, errors, 404s, aborts, timeouts) in
 
 test('under overload sheddable requests are refused first, then normal, then critical; shed: false always answers', async (t) => {
   const gate = deferred()
-  const { app, port } = await listening(t, { maxConcurrent: 10, priorityShares: { sheddable: 0.5, normal: 0.8 } }, (instance) => {
+  const { app, port } = await listening(t, { limit: 'static', maxConcurrent: 10, priorityShares: { sheddable: 0.5, normal: 0.8 } }, (instance) => {
     instance.get('/hold', { config: { resilience: { shed: { priority: 'critical' } } } }, async () => { await gate.promise; return 'held' })
     instance.get('/critical', { config: { resilience: { shed: { priority: 'critical' } } } }, async () => 'critical')
     instance.get('/normal', async () => 'normal')
@@ -231,7 +231,7 @@ test('a limit of 1 still admits one request of every priority', async (t) => {
 test('inject requests are counted and released too', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(loadShedding, { maxConcurrent: 3 })
+  await app.register(loadShedding, { limit: 'static', maxConcurrent: 3 })
   const gate = deferred()
   // critical: its share is the whole limit, so all 3 slots are open to it.
   app.get('/', { config: { resilience: { shed: { priority: 'critical' } } } }, async () => { await gate.promise; return 'ok' })
@@ -326,6 +326,25 @@ test('registering the load shedding plugin twice in one scope fails loudly', asy
 })
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+test('the adaptive limit is the default: loadShedding() measures its baseline at minLimit (5), where limit: "static" admits maxConcurrent', async (t) => {
+  for (const [options, limit, admitted] of [[{}, 5, 4], [{ limit: 'static' }, 1000, 950]] as const) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(loadShedding, options)
+    const gate = deferred()
+    app.get('/', async () => { await gate.promise; return 'ok' })
+    t.equal(app.loadShedding.limit, limit, `${JSON.stringify(options)}: limit ${limit}`)
+    // Normal priority is admitted up to floor(0.95 × limit).
+    const held = Array.from({ length: Math.min(admitted, 4) }, async () => await app.inject('/'))
+    await waitFor('the requests in flight', () => app.loadShedding.inFlight === held.length)
+    const next = app.inject('/')
+    if (admitted === 4) t.equal((await next).statusCode, 503, 'the default refuses the fifth while measuring its baseline')
+    gate.resolve()
+    if (admitted !== 4) t.equal((await next).statusCode, 200, 'the static default admits it')
+    t.same((await Promise.all(held)).map((response) => response.statusCode), held.map(() => 200))
+  }
+})
 
 test('adaptive: the limit starts at minLimit to measure the baseline, then learns from successful responses only (shed: false routes do not count), and probes again after probeIntervalMs', async (t) => {
   const { app, port } = await listening(t, { limit: 'adaptive', adaptive: { minSamples: 3, windowMs: 1, probeIntervalMs: 1000 } }, (instance) => {

@@ -2,17 +2,22 @@ import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { Breaker } from './lib/breaker/breaker.js'
+import type { FleetJoin } from './lib/breaker/breaker.js'
+import { FleetStore } from './lib/breaker/fleet-store.js'
 import { isServerFailure } from './lib/shared/failure.js'
 import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/breaker/breaker.js'
 import { collectedGauge, talliedCounter, useMetricsRegistry } from './lib/metrics/registry.js'
 import type { Tally } from './lib/metrics/registry.js'
 import { OptionReader } from './lib/shared/options.js'
 import { registerOnce } from './lib/shared/register-once.js'
+import type { RedisClient } from './lib/shared/redis-client.js'
+import { appRedisOf, redisClientOption } from './lib/shared/redis-option.js'
 
 export { Breaker } from './lib/breaker/breaker.js'
 export { isCausedByRequest, isServerFailure } from './lib/shared/failure.js'
 export type { BreakerSnapshot, BreakerState, CallResult } from './lib/breaker/breaker.js'
 export type { CallContext } from './lib/shared/timeout.js'
+export type { RedisClient } from './lib/shared/redis-client.js'
 
 const PLUGIN = 'fastify-resilience-breaker'
 
@@ -63,12 +68,65 @@ export interface BreakerOptions {
    * @default errors with a `statusCode` (or `status`) below 500 do not count; all others do
    */
   isFailure?: FailurePredicate
+  /**
+   * Whether this breaker is fleet-wide, when the plugin has `shared` set:
+   * `false` keeps it to this instance.
+   * @default true with the plugin's `shared` option, else false
+   */
+  shared?: boolean
+}
+
+/** Where the fleet's breakers are kept in Redis. */
+export interface SharedBreakerRedisOptions {
+  /** An ioredis client; by default the app's `app.redis` from @fastify/redis. */
+  client?: RedisClient
+  /**
+   * Prefix of each breaker's keys (`<prefix>{<name>}` and two more with the same hash tag).
+   * @default 'fastify-resilience:breaker:'
+   */
+  prefix?: string
+  /**
+   * Channel the state changes are published on.
+   * @default 'fastify-resilience:breakers'
+   */
+  channel?: string
+}
+
+/** Breakers shared by every instance of a service through Redis. */
+export interface SharedBreakerOptions {
+  /** `true` uses `app.redis` (@fastify/redis, registered first) with the default keys. */
+  redis: true | SharedBreakerRedisOptions
+  /**
+   * Instances whose failures it takes to open the fleet's breaker (1 when only
+   * one instance reported calls in the window), so that one instance with a
+   * broken network path opens only its own breaker.
+   * @default 2
+   */
+  quorum?: number
+  /**
+   * Longest wait for Redis when a half-open fleet grants a trial call; on
+   * timeout the call is left to this instance's breaker.
+   * @default 50
+   */
+  timeoutMs?: number
 }
 
 /** Options of the breaker plugin. */
 export interface BreakerPluginOptions {
   /** Defaults for every breaker of this app, merged under each breaker's own options. */
   defaults?: BreakerOptions
+  /**
+   * Makes every breaker of the app fleet-wide: one state per breaker name for
+   * every instance, kept in Redis; no Redis round trip on the closed path;
+   * each instance falls back to its own breaker while Redis is unreachable.
+   * @default undefined (each instance's breakers are its own)
+   * @example
+   * ```ts
+   * await app.register(fastifyRedis, { url: process.env.REDIS_URL })
+   * await app.register(breaker, { shared: { redis: true } })
+   * ```
+   */
+  shared?: SharedBreakerOptions
 }
 
 /** `app.breaker`: get-or-create a named breaker; `app.breaker.list()` returns them all. */
@@ -90,7 +148,7 @@ declare module 'fastify' {
   }
 }
 
-const BREAKER_OPTION_KEYS = ['failureRatio', 'minimumCalls', 'windowMs', 'halfOpenAfterMs', 'halfOpenMaxCalls', 'timeoutMs', 'isFailure'] as const
+const BREAKER_OPTION_KEYS = ['failureRatio', 'minimumCalls', 'windowMs', 'halfOpenAfterMs', 'halfOpenMaxCalls', 'timeoutMs', 'isFailure', 'shared'] as const
 
 const DEFAULTS: ResolvedBreakerOptions = {
   failureRatio: 0.6,
@@ -99,7 +157,8 @@ const DEFAULTS: ResolvedBreakerOptions = {
   halfOpenAfterMs: 30_000,
   halfOpenMaxCalls: 3,
   timeoutMs: undefined,
-  isFailure: isServerFailure
+  isFailure: isServerFailure,
+  shared: false
 }
 
 function isBackoffFactory (value: unknown): value is IBackoffFactory<IHalfOpenAfterBackoffContext> {
@@ -126,7 +185,22 @@ function resolveBreakerOptions (read: OptionReader, option: string, raw: unknown
     halfOpenAfterMs: halfOpenAfter ?? base.halfOpenAfterMs,
     halfOpenMaxCalls: read.number(at('halfOpenMaxCalls'), opts.halfOpenMaxCalls, base.halfOpenMaxCalls, { min: 1, integer: true }),
     timeoutMs: opts.timeoutMs === undefined ? base.timeoutMs : read.number(at('timeoutMs'), opts.timeoutMs, 0, { min: 1 }),
-    isFailure: read.function(at('isFailure'), opts.isFailure, base.isFailure)
+    isFailure: read.function(at('isFailure'), opts.isFailure, base.isFailure),
+    shared: read.boolean(at('shared'), opts.shared, base.shared)
+  }
+}
+
+function resolveShared (read: OptionReader, raw: unknown, appRedis: () => RedisClient | undefined): ConstructorParameters<typeof FleetStore>[0] | undefined {
+  if (raw === undefined) return undefined
+  const opts = read.object<SharedBreakerOptions>('shared', raw, ['redis', 'quorum', 'timeoutMs'])
+  if (opts.redis !== true && typeof opts.redis !== 'object') throw read.fail('shared.redis', 'true or { client, prefix, channel }', opts.redis)
+  const redis = opts.redis === true ? {} : read.object<SharedBreakerRedisOptions>('shared.redis', opts.redis, ['client', 'prefix', 'channel'])
+  return {
+    client: redisClientOption(read, 'shared.redis.client', redis.client, appRedis, 'breaker'),
+    prefix: read.string('shared.redis.prefix', redis.prefix, 'fastify-resilience:breaker:', { pattern: /^\S*$/, description: 'a Redis key prefix without spaces' }),
+    channel: read.string('shared.redis.channel', redis.channel, 'fastify-resilience:breakers', { pattern: /^\S+$/, description: 'a non-empty channel name' }),
+    quorum: read.number('shared.quorum', opts.quorum, 2, { min: 1, integer: true }),
+    timeoutMs: read.number('shared.timeoutMs', opts.timeoutMs, 50, { min: 1 })
   }
 }
 
@@ -138,9 +212,16 @@ const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, isolated
 
 const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawOptions) => {
   const read = new OptionReader(PLUGIN)
-  const opts = read.object<BreakerPluginOptions>('options', rawOptions, ['defaults'])
-  const defaults = resolveBreakerOptions(read, 'defaults', opts.defaults)
+  const opts = read.object<BreakerPluginOptions>('options', rawOptions, ['defaults', 'shared'])
+  const shared = resolveShared(read, opts.shared, appRedisOf(app))
+  const defaults = resolveBreakerOptions(read, 'defaults', opts.defaults, { ...DEFAULTS, shared: shared !== undefined })
   registerOnce(app, PLUGIN)
+  const store = shared === undefined ? undefined : new FleetStore(shared, app.log)
+  const join: FleetJoin | undefined = store === undefined ? undefined : (...args) => store.join(...args)
+  if (store !== undefined) {
+    app.addHook('onClose', async () => store.close())
+    await store.start()
+  }
 
   const registry = useMetricsRegistry(app)
   // Counted with plain additions on the hot path, handed to prom-client at scrape time.
@@ -161,11 +242,12 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
 
   const observer: BreakerObserver = {
     counted: (breaker: Breaker, result: CallResult) => { (callTallies.get(breaker) as Record<CallResult, Tally<'name' | 'result'>>)[result].count++ },
-    changed: (breaker, _from, to, error) => {
-      const message = `circuit breaker "${breaker.name}" ${to === 'open' ? 'opened' : to}`
-      if (to === 'open') app.log.warn({ breaker: breaker.name, err: error }, message)
-      else if (to === 'isolated') app.log.warn({ breaker: breaker.name }, message)
-      else app.log.info({ breaker: breaker.name }, message)
+    changed: (breaker, _from, to, error, scope) => {
+      const message = `circuit breaker "${breaker.name}" ${to === 'open' ? 'opened' : to}${scope === 'fleet' ? ' for the fleet' : ''}`
+      const fields = scope === 'fleet' ? { breaker: breaker.name, fleet: true } : { breaker: breaker.name }
+      if (to === 'open') app.log.warn({ ...fields, err: error }, message)
+      else if (to === 'isolated') app.log.warn(fields, message)
+      else app.log.info(fields, message)
     }
   }
 
@@ -182,7 +264,8 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
       }
       return existing
     }
-    const breaker = new Breaker(name, resolved, observer)
+    if (resolved.shared && join === undefined) throw read.fail(`breaker("${name}").shared`, 'false unless the plugin has the shared option', true)
+    const breaker = new Breaker(name, resolved, observer, resolved.shared ? join : undefined)
     breakers.set(name, breaker)
     callTallies.set(breaker, {
       success: calls.tally({ name, result: 'success' }),

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { RedisClient } from './lib/shared/redis-client.js'
+import { appRedisOf, redisClientOption } from './lib/shared/redis-option.js'
 import { FeatureDisabledError } from './errors.js'
 import { FeatureFlags, checkFlagName, checkFlagValue, enabledShare } from './lib/flags/feature-flags.js'
 import type { FlagValue } from './lib/flags/feature-flags.js'
@@ -83,11 +84,7 @@ const DEFAULT_CHANNEL = 'fastify-resilience:flags'
 function resolveRedis (read: OptionReader, raw: unknown, appRedis: () => RedisClient | undefined): Required<FlagsRedisOptions> | undefined {
   if (raw === undefined) return undefined
   const opts = raw === true ? {} : read.object<FlagsRedisOptions>('redis', raw, ['client', 'key', 'channel', 'commandTimeoutMs'])
-  const client = opts.client ?? appRedis()
-  if (client === undefined) {
-    throw read.fail('redis.client', 'an ioredis client, or @fastify/redis registered before the flags plugin', client)
-  }
-  if (typeof (client as { duplicate?: unknown }).duplicate !== 'function') throw read.fail('redis.client', 'an ioredis client', client)
+  const client = redisClientOption(read, 'redis.client', opts.client, appRedis, 'flags')
   return {
     client,
     key: read.string('redis.key', opts.key, DEFAULT_CHANNEL, { pattern: /^\S+$/, description: 'a non-empty Redis key' }),
@@ -109,7 +106,7 @@ const flagsPlugin: FastifyPluginAsync<FlagsPluginOptions> = async (app, rawOptio
   const admin = opts.admin === undefined ? undefined : read.object<NonNullable<FlagsPluginOptions['admin']>>('admin', opts.admin, ['token', 'prefix'])
   const adminToken = admin === undefined ? undefined : read.string('admin.token', admin.token, '', { pattern: /^\S{16,}$/, description: 'a token of at least 16 characters without spaces' })
   const adminPrefix = read.string('admin.prefix', admin?.prefix, '/admin', { pattern: /^(\/[\w.~-]+)+$/, description: 'a path prefix such as "/admin"' })
-  const redis = resolveRedis(read, opts.redis, () => app.hasDecorator('redis') ? (app as unknown as { redis: RedisClient }).redis : undefined)
+  const redis = resolveRedis(read, opts.redis, appRedisOf(app))
   registerOnce(app, PLUGIN)
 
   const flags = new FeatureFlags(read, defaultEnabled, defaults, (error) => app.log.error({ err: error }, 'feature flags: a change listener failed'))

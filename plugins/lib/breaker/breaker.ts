@@ -4,6 +4,7 @@ import { CircuitOpenError, withRetryAfter } from '../../errors.js'
 import { neverAborted } from '../shared/abort.js'
 import { CircuitStateMachine, REFUSED } from './circuit-state.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
+import type { FleetCircuit, FleetSettings } from './fleet-circuit.js'
 import { Deadlines } from '../shared/deadlines.js'
 import { callWithTimeout } from '../shared/timeout.js'
 import type { CallContext } from '../shared/timeout.js'
@@ -25,14 +26,22 @@ export interface ResolvedBreakerOptions {
   halfOpenMaxCalls: number
   timeoutMs: number | undefined
   isFailure: FailurePredicate
+  /** Fleet-wide (the plugin has `shared` and the breaker did not say `shared: false`). */
+  shared: boolean
 }
 
 /** What the plugin wants to hear about: metrics and logs. */
 export interface BreakerObserver {
   counted: (breaker: Breaker, result: CallResult) => void
-  /** Every state change; `error` is the failure that opened the circuit. */
-  changed: (breaker: Breaker, from: BreakerState, to: BreakerState, error: unknown) => void
+  /**
+   * Every state change; `error` is the failure that opened the circuit;
+   * `scope` says whether this instance's breaker changed or the fleet's.
+   */
+  changed: (breaker: Breaker, from: BreakerState, to: BreakerState, error: unknown, scope: 'local' | 'fleet') => void
 }
+
+/** Makes a breaker fleet-wide: joins it to the store that keeps the fleet's state. */
+export type FleetJoin = (name: string, settings: FleetSettings, onChange: () => void, localOpenMs: () => number) => FleetCircuit
 
 /** Health-check view of a breaker (`JSON.stringify(breaker)`). */
 export interface BreakerSnapshot {
@@ -44,9 +53,19 @@ export interface BreakerSnapshot {
   window: { calls: number, failures: number }
   /** Trial calls holding a slot in the current half-open period. */
   halfOpenCalls: number
+  /**
+   * Fleet-wide breakers only: `'synced'` while the fleet's state is followed
+   * through Redis, `'local-only'` while Redis is unreachable and this
+   * instance's breaker decides alone.
+   */
+  shared?: 'synced' | 'local-only'
 }
 
 const DEFAULT_ISOLATED_RETRY_AFTER_MS = 30_000
+/** How a call was admitted, so that its result is settled where it was counted. */
+const LOCAL = 0
+const TRIAL = 1
+type Admitted = typeof LOCAL | typeof TRIAL
 /** The context of calls whose caller cannot give up, made once. */
 const UNABORTABLE: CallContext = Object.freeze({ signal: neverAborted })
 
@@ -68,27 +87,46 @@ export class Breaker {
   private readonly deadlines: Deadlines | undefined
   /** Errors of calls whose caller gave up: not the dependency's fault, never counted. */
   private readonly abandoned = new WeakSet<object>()
+  /** Fleet-wide breakers: the fleet's state as this instance follows it. */
+  private readonly fleet: FleetCircuit | undefined
+  /** The fleet state last reported to the observer. */
+  private fleetState: BreakerState = 'closed'
 
-  constructor (name: string, options: ResolvedBreakerOptions, observer: BreakerObserver) {
+  /**
+   * @param join makes the breaker fleet-wide (the plugin's `shared` option).
+   */
+  constructor (name: string, options: ResolvedBreakerOptions, observer: BreakerObserver, join?: FleetJoin) {
     this.name = name
     this.options = options
     this.observer = observer
     this.deadlines = options.timeoutMs === undefined ? undefined : new Deadlines(options.timeoutMs)
     const halfOpenAfter = options.halfOpenAfterMs
-    this.machine = new CircuitStateMachine({
+    const settings = {
       failureRatio: options.failureRatio,
       minimumCalls: options.minimumCalls,
       windowMs: options.windowMs,
       halfOpenMaxCalls: options.halfOpenMaxCalls,
       halfOpenAfter: typeof halfOpenAfter === 'number' ? new ConstantBackoff(halfOpenAfter) : halfOpenAfter
-    }, (from, to, error) => {
-      if (!this.disposed) observer.changed(this, from, to, error)
+    }
+    this.machine = new CircuitStateMachine(settings, (from, to, error) => {
+      if (!this.disposed) observer.changed(this, from, to, error, 'local')
     })
+    // A trial whose result never reached Redis frees its fleet slot after this long.
+    const trialLeaseMs = options.timeoutMs ?? options.windowMs
+    this.fleet = join?.(name, { ...settings, trialLeaseMs }, () => this.fleetChanged(), () => this.machine.openRemainingMs)
   }
 
-  /** The state now; `'half-open'` as soon as the open period has elapsed. */
+  /**
+   * The state now; `'half-open'` as soon as the open period has elapsed. For
+   * a fleet-wide breaker: the fleet's open or isolated state, else this
+   * instance's own open or isolated state, else the fleet's half-open, else
+   * this instance's.
+   */
   get state (): BreakerState {
-    return this.machine.state
+    const local = this.machine.state
+    const fleet = this.fleet?.stateAt(Date.now())
+    if (fleet === undefined || (fleet === 'half-open' && (local === 'open' || local === 'isolated'))) return local
+    return fleet
   }
 
   /**
@@ -97,8 +135,8 @@ export class Breaker {
    * `halfOpenAfterMs`, or 30 s with a backoff; 0 when closed or half-open.
    */
   get retryAfterMs (): number {
-    if (this.machine.state !== 'isolated') return this.machine.openRemainingMs
-    return typeof this.options.halfOpenAfterMs === 'number' ? this.options.halfOpenAfterMs : DEFAULT_ISOLATED_RETRY_AFTER_MS
+    if (this.state === 'isolated') return typeof this.options.halfOpenAfterMs === 'number' ? this.options.halfOpenAfterMs : DEFAULT_ISOLATED_RETRY_AFTER_MS
+    return Math.max(this.machine.openRemainingMs, this.fleet?.openRemainingMs(Date.now()) ?? 0)
   }
 
   /**
@@ -109,8 +147,35 @@ export class Breaker {
    * `signal` was aborted by its caller is neutral: it proves nothing.
    */
   execute<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal = neverAborted): Promise<T> {
+    const fleet = this.fleet
+    if (fleet !== undefined) {
+      const admission = fleet.admission(Date.now())
+      if (admission === 'refuse') return Promise.reject(this.refuse())
+      if (admission === 'ask') return this.executeTrial(fleet, fn, signal)
+    }
+    return this.executeLocal(fn, signal)
+  }
+
+  /** The closed path: this instance's breaker admits, and the fleet hears the result later. */
+  private executeLocal<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal): Promise<T> {
     const generation = this.machine.admit()
     if (generation === REFUSED) return Promise.reject(this.refuse())
+    return this.run(fn, signal, LOCAL, generation, this.fleet === undefined ? 0 : this.fleet.gen)
+  }
+
+  /** A half-open fleet: one of its trials, granted by Redis; Redis unreachable leaves it to this instance's breaker. */
+  private async executeTrial<T>(fleet: FleetCircuit, fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal): Promise<T> {
+    const local = this.machine.state
+    // This instance's own path is broken: it takes no trial of the fleet's.
+    if (local === 'open' || local === 'isolated') throw this.refuse()
+    const answer = await fleet.trial()
+    if (answer.granted) return await this.run(fn, signal, TRIAL, 0, answer.gen)
+    if (answer.local) return await this.executeLocal(fn, signal)
+    throw this.refuse()
+  }
+
+  /** Runs an admitted call and settles its outcome where it was admitted. */
+  private run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, admitted: Admitted, generation: number, fleetGen: number): Promise<T> {
     let running: PromiseLike<T> | T
     try {
       running = this.deadlines === undefined
@@ -121,14 +186,23 @@ export class Breaker {
     }
     return Promise.resolve(running).then((value) => {
       this.observer.counted(this, 'success')
-      this.machine.settle(generation, 'success')
+      this.settle(admitted, generation, fleetGen, 'success', undefined)
       return value
     }, (error: unknown) => {
       const outcome = signal.aborted ? 'neutral' : this.judge(error)
       this.observer.counted(this, outcome === 'failure' ? 'failure' : 'success')
-      this.machine.settle(generation, outcome, error)
+      this.settle(admitted, generation, fleetGen, outcome, error)
       throw error
     })
+  }
+
+  private settle (admitted: Admitted, generation: number, fleetGen: number, outcome: CallOutcome, error: unknown): void {
+    if (admitted === TRIAL) {
+      this.fleet?.settleTrial(fleetGen, outcome, error)
+      return
+    }
+    this.machine.settle(generation, outcome, error)
+    this.fleet?.record(fleetGen, outcome)
   }
 
   /**
@@ -142,13 +216,27 @@ export class Breaker {
     if (typeof error === 'object' && error !== null) this.abandoned.add(error)
   }
 
-  /** Holds the breaker open until every returned handle is disposed. */
+  /**
+   * Holds the breaker open until every returned handle is disposed. A
+   * fleet-wide breaker is held open on every instance (this one at once,
+   * the others as soon as Redis tells them), until every instance's handles
+   * are disposed.
+   */
   isolate (): { dispose: () => void } {
-    return this.machine.isolate()
+    const local = this.machine.isolate()
+    const fleet = this.fleet?.isolate()
+    return {
+      dispose: () => {
+        local.dispose()
+        fleet?.dispose()
+      }
+    }
   }
 
   toJSON (): BreakerSnapshot {
-    return { name: this.name, state: this.state, retryAfterMs: this.retryAfterMs, window: this.machine.window, halfOpenCalls: this.machine.halfOpenCalls }
+    const snapshot: BreakerSnapshot = { name: this.name, state: this.state, retryAfterMs: this.retryAfterMs, window: this.machine.window, halfOpenCalls: this.machine.halfOpenCalls }
+    if (this.fleet !== undefined) snapshot.shared = this.fleet.synced ? 'synced' : 'local-only'
+    return snapshot
   }
 
   /** Stops telling the plugin about state changes (it calls this in `onClose`). */
@@ -164,6 +252,15 @@ export class Breaker {
     } catch {
       return 'failure'
     }
+  }
+
+  /** The fleet's state (or whether Redis is followed) changed: tell the observer what this instance now applies. */
+  private fleetChanged (): void {
+    const next = (this.fleet as FleetCircuit).stateAt(Date.now()) ?? 'closed'
+    if (next === this.fleetState) return
+    const from = this.fleetState
+    this.fleetState = next
+    if (!this.disposed) this.observer.changed(this, from, next, undefined, 'fleet')
   }
 
   private refuse (): Error {

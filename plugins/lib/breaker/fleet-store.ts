@@ -1,0 +1,278 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { RedisClient } from '../shared/redis-client.js'
+import { Deadlines } from '../shared/deadlines.js'
+import { callWithTimeout } from '../shared/timeout.js'
+import { neverAborted } from '../shared/abort.js'
+import type { BreakerState, CallOutcome } from './circuit-state.js'
+import { FleetCircuit } from './fleet-circuit.js'
+import type { FleetLink, FleetSettings, FleetState, TrialAnswer } from './fleet-circuit.js'
+import { ISOLATE, OPEN, READ, REPORT, SETTLE, TRIAL } from './fleet-scripts.js'
+
+/** Where and how the fleet's breakers are kept. */
+export interface FleetStoreSettings {
+  client: RedisClient
+  /** Prefix of every breaker's keys. */
+  prefix: string
+  /** Channel the state changes are published on. */
+  channel: string
+  /** Instances whose failures it takes to trip the fleet. */
+  quorum: number
+  /** Longest wait for Redis on a decision (a half-open trial). */
+  timeoutMs: number
+}
+
+/** Longest wait for Redis in the background (counts, reads, settling). */
+const BACKGROUND_TIMEOUT_MS = 1000
+/** Successes are sent at least this often. */
+const BATCH_MS = 100
+/** How often Redis is tried again while it is unreachable. */
+const RECOVERY_INTERVAL_MS = 1000
+const STATES: readonly BreakerState[] = ['closed', 'open', 'half-open', 'isolated']
+
+type ScriptReply = [state: string, gen: number, till: number, openings: number, answer: number, epoch: string]
+
+function stateOf (reply: unknown): FleetState | undefined {
+  if (!Array.isArray(reply)) return undefined
+  const [state, gen, till, openings, , epoch] = reply as ScriptReply
+  const known = STATES.find((candidate) => candidate === state)
+  if (known === undefined || !Number.isInteger(gen) || !Number.isFinite(till) || !Number.isInteger(openings) || typeof epoch !== 'string') return undefined
+  return { state: known, gen, till, openings, epoch }
+}
+
+function parseMessage (text: string): { n?: unknown, s?: unknown, g?: unknown, t?: unknown, o?: unknown, e?: unknown, k?: unknown } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text)
+    return typeof parsed === 'object' && parsed !== null ? parsed : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The Redis side of fleet-wide breakers: a connection for the scripts (no
+ * offline queue, nothing resent: a command goes now or fails now) and one
+ * subscribed to the channel, a duplicate each of the app's client. State
+ * changes arrive as messages; every reconnection reads every breaker's state
+ * again and reconciles this instance's isolations and local openings. When
+ * Redis is unreachable or slow, each breaker decides alone (`synced` false),
+ * the outage is logged once, and Redis is tried again every second. No
+ * Redis error reaches a caller.
+ */
+export class FleetStore implements FleetLink {
+  private readonly settings: FleetStoreSettings
+  private readonly log: FastifyBaseLogger
+  /** This instance, as the scripts count reporters and isolation holders. */
+  private readonly instance = randomUUID()
+  private readonly circuits = new Map<string, { circuit: FleetCircuit, localOpenMs: () => number }>()
+  private readonly commands: RedisClient
+  private readonly subscriber: RedisClient
+  private readonly decisions: Deadlines
+  private readonly background = new Deadlines(BACKGROUND_TIMEOUT_MS)
+  private subscribedNow = false
+  private available = false
+  /** An outage was logged and not yet its end. */
+  private outageLogged = false
+  private closed = false
+  private flushTimer: NodeJS.Timeout | undefined
+  private recoveryTimer: NodeJS.Timeout | undefined
+  private reloading: Promise<void> | undefined
+  /** `start()` waiting for the first reading. */
+  private readonly syncWaiters: Array<() => void> = []
+
+  private readonly onCommandsReady = (): void => { this.reload() }
+  private readonly onSubscriberReady = (): void => {
+    this.subscriber.subscribe(this.settings.channel).then(() => {
+      this.subscribedNow = true
+      this.reload()
+    }, (error: unknown) => this.unavailable(error))
+  }
+
+  private readonly onSubscriberLost = (): void => {
+    this.subscribedNow = false
+    this.unavailable(new Error('the subscriber connection closed'))
+  }
+
+  /** ioredis reports every failed reconnection as an error; the outage is logged once. */
+  private readonly onConnectionError = (error: Error): void => {
+    this.log.debug({ err: error }, 'circuit breakers: Redis connection error')
+  }
+
+  private readonly onMessage = (channel: string, text: string): void => {
+    if (channel !== this.settings.channel) return
+    const message = parseMessage(text)
+    const entry = typeof message?.n === 'string' ? this.circuits.get(message.n) : undefined
+    if (entry === undefined || message === undefined) return
+    if (message.k === 'slot') {
+      if (typeof message.g === 'number' && typeof message.e === 'string') entry.circuit.slotFreed(message.g, message.e)
+      return
+    }
+    const state = stateOf([message.s, message.g, message.t, message.o, 0, message.e])
+    if (state === undefined) {
+      this.log.warn({ channel }, 'circuit breakers: ignored a malformed state message')
+      return
+    }
+    entry.circuit.apply(state)
+  }
+
+  constructor (settings: FleetStoreSettings, log: FastifyBaseLogger) {
+    this.settings = settings
+    this.log = log
+    this.decisions = new Deadlines(settings.timeoutMs)
+    this.subscriber = settings.client.duplicate()
+    this.subscriber.on('error', this.onConnectionError)
+    this.subscriber.on('close', this.onSubscriberLost)
+    this.subscriber.on('message', this.onMessage)
+    this.subscriber.on('ready', this.onSubscriberReady)
+    this.commands = settings.client.duplicate({ enableOfflineQueue: false, autoResendUnfulfilledCommands: false, lazyConnect: false })
+    this.commands.on('error', this.onConnectionError)
+    this.commands.on('ready', this.onCommandsReady)
+  }
+
+  get synced (): boolean {
+    return this.available
+  }
+
+  /** Waits (at most a second) for the first reading of the fleet's state; never fails start-up. */
+  async start (): Promise<void> {
+    if (this.available) return
+    const synced = new Promise<void>((resolve) => { this.syncWaiters.push(resolve) })
+    await callWithTimeout(async () => await synced, neverAborted, this.background).catch(() => {
+      this.unavailable(new Error('Redis did not answer at start-up'))
+    })
+  }
+
+  /** A breaker of this app joins the fleet; `localOpenMs` tells how long its own breaker stays open. */
+  join (name: string, settings: FleetSettings, onChange: () => void, localOpenMs: () => number): FleetCircuit {
+    const circuit = new FleetCircuit(name, settings, this, onChange)
+    this.circuits.set(name, { circuit, localOpenMs })
+    if (this.available) this.sync(circuit, localOpenMs).catch((error: unknown) => this.unavailable(error))
+    return circuit
+  }
+
+  report (circuit: FleetCircuit, gen: number, calls: number, failures: number): void {
+    const { minimumCalls, failureRatio, windowMs } = circuit.settings
+    const openMs = failures > 0 ? circuit.openMs(1, undefined) : 0
+    this.inBackground(circuit, REPORT, [gen, this.instance, calls, failures, minimumCalls, failureRatio, this.settings.quorum, windowMs, openMs])
+  }
+
+  async trial (circuit: FleetCircuit): Promise<TrialAnswer> {
+    const { halfOpenMaxCalls, trialLeaseMs } = circuit.settings
+    const asked = this.run(circuit, TRIAL, [halfOpenMaxCalls, trialLeaseMs])
+    try {
+      const reply = await callWithTimeout(async () => await asked, neverAborted, this.decisions)
+      const gen = (reply as ScriptReply)[1]
+      if ((reply as ScriptReply)[4] === 1) return { granted: true, gen }
+      // The fleet closed meanwhile: the closed path decides.
+      return { granted: false, local: (reply as ScriptReply)[0] === 'closed' }
+    } catch (error) {
+      this.unavailable(error)
+      // A grant that arrives after we gave up is handed back at once.
+      asked.then((reply) => {
+        if ((reply as ScriptReply)[4] === 1) this.settle(circuit, (reply as ScriptReply)[1], 'neutral', 0)
+      }, () => {})
+      return { granted: false, local: true }
+    }
+  }
+
+  settle (circuit: FleetCircuit, gen: number, outcome: CallOutcome, openMs: number): void {
+    this.inBackground(circuit, SETTLE, [gen, outcome, circuit.settings.halfOpenMaxCalls, openMs])
+  }
+
+  isolate (circuit: FleetCircuit, holds: number): void {
+    if (this.available) this.inBackground(circuit, ISOLATE, [this.instance, holds])
+  }
+
+  scheduleFlush (): void {
+    if (this.flushTimer !== undefined) return
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined
+      for (const { circuit } of this.circuits.values()) circuit.flush()
+    }, BATCH_MS)
+    this.flushTimer.unref()
+  }
+
+  /** Removes our listeners and closes our connections; isolations held stay held. */
+  close (): void {
+    this.closed = true
+    clearTimeout(this.flushTimer)
+    clearInterval(this.recoveryTimer)
+    this.wakeSyncWaiters()
+    this.commands.off('ready', this.onCommandsReady)
+    this.commands.disconnect()
+    this.subscriber.off('ready', this.onSubscriberReady)
+    this.subscriber.off('message', this.onMessage)
+    this.subscriber.off('close', this.onSubscriberLost)
+    this.subscriber.disconnect()
+  }
+
+  private wakeSyncWaiters (): void {
+    for (const resolve of this.syncWaiters.splice(0)) resolve()
+  }
+
+  /** Runs a script on a breaker's keys with the name, channel and clock first. */
+  private async run (circuit: FleetCircuit, script: string, args: Array<string | number>): Promise<unknown> {
+    if (this.commands.status !== 'ready') throw new Error('the Redis connection is not ready')
+    const key = `${this.settings.prefix}{${circuit.name}}`
+    const reply = await this.commands.eval(script, 3, key, `${key}:reporters`, `${key}:isolations`, circuit.name, this.settings.channel, Date.now(), ...args)
+    const state = stateOf(reply)
+    if (state === undefined) throw new Error('Redis answered a breaker script with an unexpected reply')
+    circuit.apply(state)
+    return reply
+  }
+
+  /** Runs a script in the background, bounded; a failure means Redis is unreachable. */
+  private inBackground (circuit: FleetCircuit, script: string, args: Array<string | number>): void {
+    callWithTimeout(async () => await this.run(circuit, script, args), neverAborted, this.background).catch((error: unknown) => this.unavailable(error))
+  }
+
+  /** Reads a breaker's state and tells the fleet what this instance knows that it may not. */
+  private async sync (circuit: FleetCircuit, localOpenMs: () => number): Promise<void> {
+    const bounded = async (script: string, args: Array<string | number>): Promise<unknown> =>
+      await callWithTimeout(async () => await this.run(circuit, script, args), neverAborted, this.background)
+    await bounded(READ, [])
+    if (circuit.isolationHolds >= 0) await bounded(ISOLATE, [this.instance, circuit.isolationHolds])
+    const openMs = localOpenMs()
+    if (circuit.state.state === 'closed' && openMs > 0) await bounded(OPEN, [Math.ceil(openMs)])
+  }
+
+  /** Reads every breaker again; once all are read with the subscription up, the fleet is followed again. */
+  private reload (): void {
+    if (this.closed || this.reloading !== undefined || this.commands.status !== 'ready' || !this.subscribedNow) return
+    this.reloading = (async () => {
+      try {
+        for (const { circuit, localOpenMs } of this.circuits.values()) await this.sync(circuit, localOpenMs)
+        if (this.closed || !this.subscribedNow) return
+        this.available = true
+        clearInterval(this.recoveryTimer)
+        this.recoveryTimer = undefined
+        if (this.outageLogged) {
+          this.outageLogged = false
+          this.log.info('circuit breakers: Redis is reachable again; following the fleet\'s state')
+        }
+        for (const { circuit } of this.circuits.values()) circuit.changed()
+        this.wakeSyncWaiters()
+      } catch (error) {
+        this.unavailable(error)
+      } finally {
+        this.reloading = undefined
+      }
+    })()
+  }
+
+  /** Redis failed us: each breaker decides alone until a reload succeeds. */
+  private unavailable (error: unknown): void {
+    if (this.closed) return
+    const wasAvailable = this.available
+    this.available = false
+    if (!this.outageLogged) {
+      this.outageLogged = true
+      this.log.warn({ err: error }, 'circuit breakers: Redis is unreachable or slow; each breaker decides alone until it is back')
+    }
+    if (this.recoveryTimer === undefined) {
+      this.recoveryTimer = setInterval(() => this.reload(), RECOVERY_INTERVAL_MS)
+      this.recoveryTimer.unref()
+    }
+    if (wasAvailable) for (const { circuit } of this.circuits.values()) circuit.changed()
+  }
+}

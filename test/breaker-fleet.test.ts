@@ -1,0 +1,213 @@
+import fastifyRedis from '@fastify/redis'
+import Fastify from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { test } from 'tap'
+import type { RedisServer } from '../local-services/index.js'
+import { breaker } from '../plugins/index.js'
+import type { Breaker, BreakerOptions, SharedBreakerOptions } from '../plugins/breaker.js'
+import { isCircuitOpenError } from '../plugins/errors.js'
+import { useFakeClock, deferred } from './fixtures/clock.js'
+import { captureLogs } from './fixtures/logs.js'
+import { testRedisUrl, uniqueName } from './fixtures/services.js'
+import { waitFor } from './fixtures/wait.js'
+import type { Teardown } from './fixtures/app.js'
+
+/** One instance of the service: an app with its own Redis client and its fleet-wide "db" breaker. */
+interface Instance { app: FastifyInstance, db: Breaker, logs: ReturnType<typeof captureLogs> }
+
+interface Fleet { names: { prefix: string, channel: string }, port: number }
+
+function redisClient (t: Teardown, port: number): Redis {
+  const redis = new Redis({ host: '127.0.0.1', port })
+  redis.on('error', () => {}) // reconnect noise during the outages these tests cause
+  t.teardown(() => redis.disconnect())
+  return redis
+}
+
+/** Keys and channel of their own on the tests' Redis, or on `server`. */
+function fleet (server?: RedisServer): Fleet {
+  return { names: { prefix: `${uniqueName('breaker')}:`, channel: uniqueName('breakers') }, port: server?.port ?? Number(new URL(testRedisUrl()).port) }
+}
+
+async function instance (t: Teardown, { names, port }: Fleet, options: { shared?: Partial<SharedBreakerOptions>, db?: BreakerOptions } = {}): Promise<Instance> {
+  const logs = captureLogs()
+  const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
+  t.teardown(() => app.close())
+  // A generous timeout for trials: a busy test machine must not send them to the local breaker.
+  await app.register(breaker, { shared: { redis: { client: redisClient(t, port), ...names }, timeoutMs: 5000, ...options.shared } })
+  await app.ready()
+  return { app, db: app.breaker('db', options.db), logs }
+}
+
+async function instances (t: Teardown, where: Fleet, count: number, options?: Parameters<typeof instance>[2]): Promise<Instance[]> {
+  const all: Instance[] = []
+  for (let i = 0; i < count; i++) all.push(await instance(t, where, options))
+  return all
+}
+
+const failing = async (db: Breaker): Promise<unknown> => await db.execute(async () => { throw new Error('connection refused') }).catch((error: unknown) => error)
+const succeeding = async (db: Breaker): Promise<unknown> => await db.execute(async () => 'ok')
+
+async function fleetCounts (redis: Redis, where: Fleet): Promise<{ state: string, calls: number, fails: number }> {
+  const [state, calls, fails] = await redis.hmget(`${where.names.prefix}{db}`, 'state', 'calls', 'fails')
+  return { state: state ?? 'closed', calls: Number(calls ?? 0), fails: Number(fails ?? 0) }
+}
+
+test('the fleet trips on 1 + 1 + 1 failures where no instance alone would, and an instance that made no call hears it within 1 s', async (t) => {
+  const where = fleet()
+  const [a, b, c, idle] = await instances(t, where, 4) as [Instance, Instance, Instance, Instance]
+  t.same(idle.db.toJSON().shared, 'synced')
+  await failing(a.db)
+  await failing(b.db)
+  t.equal(a.db.state, 'closed', 'two failures from two instances: still closed (minimumCalls 3)')
+  await failing(c.db)
+  await waitFor('the idle instance to hear the fleet opened', () => idle.db.state === 'open', 1000)
+  for (const { db } of [a, b, c]) await waitFor('every instance open', () => db.state === 'open')
+  t.ok(isCircuitOpenError(await succeeding(idle.db).catch((error: unknown) => error)), 'the idle instance refuses at once')
+  t.ok(idle.db.retryAfterMs > 0 && idle.db.retryAfterMs <= 30_000, 'with the fleet\'s open period as Retry-After')
+  t.ok(idle.logs.lines.some((line) => line.fleet === true && /circuit breaker "db" opened for the fleet/.test(line.msg)), 'logged as the fleet\'s change')
+})
+
+test('one bad instance opens only its own breaker: the fleet needs failures from quorum (default 2) instances', async (t) => {
+  for (const quorum of [undefined, 1]) {
+    const where = fleet()
+    const observer = redisClient(t, where.port)
+    const [bad, good1, good2] = await instances(t, where, 3, quorum === undefined ? {} : { shared: { quorum } }) as [Instance, Instance, Instance]
+    await succeeding(good1.db)
+    await succeeding(good2.db)
+    // Successes are batched: wait until the fleet has both.
+    await waitFor('the successes counted', async () => (await fleetCounts(observer, where)).calls === 2)
+    for (let i = 0; i < 3; i++) await failing(bad.db)
+    t.equal(bad.db.state, 'open', `quorum ${quorum ?? 'default'}: the failing instance opens its own breaker at once`)
+    // 3 failures in 5 calls: the fleet's ratio (0.6) holds; only the quorum can keep it closed.
+    await waitFor('the failures counted', async () => {
+      const counts = await fleetCounts(observer, where)
+      return counts.fails === 3 || counts.state !== 'closed'
+    })
+    if (quorum === undefined) {
+      t.equal((await fleetCounts(observer, where)).state, 'closed', 'failures from one instance of three: the fleet stays closed')
+      t.equal(await succeeding(good1.db), 'ok', 'the good instances go on calling')
+      t.equal(good2.db.state, 'closed')
+    } else {
+      t.equal((await fleetCounts(observer, where)).state, 'open', 'with quorum 1 the same calls trip the fleet')
+      await waitFor('the good instances to hear it', () => good1.db.state === 'open' && good2.db.state === 'open')
+    }
+  }
+})
+
+test('a lone instance trips the fleet by itself: quorum counts as 1 when only one instance reported in the window', async (t) => {
+  const where = fleet()
+  const [only, idle] = await instances(t, where, 2)
+  for (let i = 0; i < 3; i++) await failing((only as Instance).db)
+  await waitFor('the idle instance to hear the fleet opened', () => (idle as Instance).db.state === 'open')
+})
+
+test('half-open: exactly halfOpenMaxCalls trials across the fleet when every instance fires 10 concurrent calls, and the fleet closes when they succeed', async (t) => {
+  const clock = useFakeClock(t, ['Date'])
+  const where = fleet()
+  const fleetOf3 = await instances(t, where, 3, { db: { halfOpenAfterMs: 5000 } })
+  for (const { db } of fleetOf3) await failing(db)
+  for (const { db } of fleetOf3) await waitFor('the fleet open', () => db.state === 'open')
+  clock.tick(5000)
+  t.same(fleetOf3.map(({ db }) => db.state), ['half-open', 'half-open', 'half-open'])
+  const gate = deferred()
+  let ran = 0
+  const calls = fleetOf3.flatMap(({ db }) => Array.from({ length: 10 }, async () => await db.execute(async () => { ran++; await gate.promise; return 'ok' }).catch((error: unknown) => error)))
+  // Every call but the trials is refused; wait for those answers, then count.
+  let refused = 0
+  for (const call of calls) void call.then((result) => { if (isCircuitOpenError(result)) refused++ })
+  await waitFor('27 refusals', () => refused === 27)
+  t.equal(ran, 3, 'exactly halfOpenMaxCalls (3) trials ran across the fleet')
+  gate.resolve()
+  t.equal((await Promise.all(calls)).filter((result) => result === 'ok').length, 3)
+  for (const { db } of fleetOf3) await waitFor('every instance closed', () => db.state === 'closed')
+  t.equal(await succeeding(fleetOf3[2]?.db as Breaker), 'ok')
+})
+
+test('half-open: a failed trial re-opens the fleet, a neutral one frees its slot for another instance', async (t) => {
+  const clock = useFakeClock(t, ['Date'])
+  const where = fleet()
+  const observer = redisClient(t, where.port)
+  const [a, b] = await instances(t, where, 2, { db: { halfOpenAfterMs: 1000, halfOpenMaxCalls: 1 } }) as [Instance, Instance]
+  for (let i = 0; i < 3; i++) await failing(a.db)
+  await waitFor('the fleet open', () => b.db.state === 'open')
+  clock.tick(1000)
+  t.equal(b.db.state, 'half-open')
+  await failing(b.db)
+  await waitFor('a failed trial to re-open the fleet', () => b.db.state === 'open')
+  t.equal(b.db.retryAfterMs, 1000, 'for the next open period')
+  await waitFor('a to hear it', () => a.db.state === 'open')
+  clock.tick(1000)
+  const notFound = Object.assign(new Error('no such row'), { statusCode: 404 })
+  const gate = deferred()
+  const trial = a.db.execute(async () => { await gate.promise; throw notFound }).catch((error: unknown) => error)
+  await waitFor('the only trial taken', async () => isCircuitOpenError(await succeeding(b.db).catch((error: unknown) => error)))
+  gate.resolve()
+  t.equal(await trial, notFound, 'the neutral trial\'s error reaches its caller')
+  await waitFor('b to get the freed slot', async () => await succeeding(b.db).catch(() => 'refused') === 'ok')
+  await waitFor('the fleet closed (one success of one)', async () => b.db.state === 'closed' && (await fleetCounts(observer, where)).state === 'closed')
+  t.equal(a.db.state, 'half-open', 'a\'s own breaker, opened by its own failures, still takes its own trials')
+})
+
+test('a shared isolate() holds every instance open until disposed', async (t) => {
+  const where = fleet()
+  const [a, b, c] = await instances(t, where, 3) as [Instance, Instance, Instance]
+  const handle = a.db.isolate()
+  t.equal(a.db.state, 'isolated', 'at once on the isolating instance')
+  for (const { db } of [b, c]) await waitFor('every instance isolated', () => db.state === 'isolated')
+  t.ok(isCircuitOpenError(await succeeding(c.db).catch((error: unknown) => error)))
+  handle.dispose()
+  for (const { db } of [a, b, c]) await waitFor('every instance closed again', () => db.state === 'closed')
+  t.equal(await succeeding(b.db), 'ok')
+})
+
+test('shared: false keeps a breaker local; options are checked', async (t) => {
+  const where = fleet()
+  const [a, b] = await instances(t, where, 2) as [Instance, Instance]
+  const localA = a.app.breaker('local', { shared: false })
+  const localB = b.app.breaker('local', { shared: false })
+  t.equal(localA.toJSON().shared, undefined, 'a local breaker has no shared field')
+  for (const db of [localA, localB]) await failing(db)
+  await failing(localA)
+  t.equal(localA.state, 'closed', '3 failures from two instances do not trip local breakers')
+
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await t.rejects(async () => { await app.register(breaker, { shared: { redis: true } }) }, { name: 'TypeError', message: /"shared.redis.client" must be an ioredis client, or @fastify\/redis registered before the breaker plugin/ })
+  for (const [shared, message] of [
+    [{ redis: true, quorum: 0 }, /"shared.quorum" must be an integer >= 1 \(got 0\)/],
+    [{ redis: 'yes' }, /"shared.redis" must be true or \{ client, prefix, channel \}/],
+    [{ redis: {}, timeoutMs: -1 }, /"shared.timeoutMs" must be a number >= 1/],
+    [{ redis: { channel: '' } }, /"shared.redis.channel" must be a non-empty channel name/],
+    [{ redis: { key: 'x' } }, /unknown option "shared.redis.key"/]
+  ] as const) {
+    const other = Fastify()
+    t.teardown(() => other.close())
+    await other.register(fastifyRedis, { url: testRedisUrl(), lazyConnect: true })
+    await t.rejects(async () => { await other.register(breaker, { shared: shared as never }) }, { name: 'TypeError', message }, JSON.stringify(shared))
+  }
+  const plain = Fastify()
+  t.teardown(() => plain.close())
+  await plain.register(breaker)
+  t.throws(() => plain.breaker('x', { shared: true }), { name: 'TypeError', message: /"breaker\("x"\).shared" must be false unless the plugin has the shared option/ })
+})
+
+test('shared: { redis: true } uses app.redis from @fastify/redis', async (t) => {
+  const where = fleet()
+  const apps = []
+  for (let i = 0; i < 2; i++) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(fastifyRedis, { url: testRedisUrl() })
+    await app.register(breaker, { shared: { redis: true } })
+    apps.push(app)
+  }
+  // Default keys on the shared test Redis: a unique breaker name keeps this test's state its own.
+  const name = uniqueName('db')
+  const [one, two] = apps.map((app) => app.breaker(name)) as [Breaker, Breaker]
+  await waitFor('synced', () => one.toJSON().shared === 'synced' && two.toJSON().shared === 'synced')
+  for (let i = 0; i < 3; i++) await failing(one)
+  await waitFor('the other app to hear it', () => two.state === 'open')
+  void where
+})

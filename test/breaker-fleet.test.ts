@@ -1,8 +1,10 @@
+import { performance } from 'node:perf_hooks'
 import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { test } from 'tap'
+import { startRedis } from '../local-services/index.js'
 import type { RedisServer } from '../local-services/index.js'
 import { breaker } from '../plugins/index.js'
 import type { Breaker, BreakerOptions, SharedBreakerOptions } from '../plugins/breaker.js'
@@ -10,7 +12,8 @@ import { isCircuitOpenError } from '../plugins/errors.js'
 import { useFakeClock, deferred } from './fixtures/clock.js'
 import { captureLogs } from './fixtures/logs.js'
 import { testRedisUrl, uniqueName } from './fixtures/services.js'
-import { waitFor } from './fixtures/wait.js'
+import { freeze, ownRedis } from './fixtures/redis-server.js'
+import { waitFor, within } from './fixtures/wait.js'
 import type { Teardown } from './fixtures/app.js'
 
 /** One instance of the service: an app with its own Redis client and its fleet-wide "db" breaker. */
@@ -210,4 +213,73 @@ test('shared: { redis: true } uses app.redis from @fastify/redis', async (t) => 
   for (let i = 0; i < 3; i++) await failing(one)
   await waitFor('the other app to hear it', () => two.state === 'open')
   void where
+})
+
+/** Every instance follows the fleet again (or has lost it). */
+async function allShared (instances: Instance[], shared: 'synced' | 'local-only'): Promise<void> {
+  await waitFor(`every instance ${shared}`, () => instances.every(({ db }) => db.toJSON().shared === shared))
+}
+
+const outageLogs = (instance: Instance): { lost: number, back: number } => ({
+  lost: instance.logs.lines.filter((line) => /^circuit breakers: Redis is unreachable or slow/.test(line.msg)).length,
+  back: instance.logs.lines.filter((line) => /^circuit breakers: Redis is reachable again/.test(line.msg)).length
+})
+
+test('Redis killed while the fleet is open: the local breakers answer every call at once, then the fleet resyncs and hears what an instance learnt alone', async (t) => {
+  const clock = useFakeClock(t, ['Date'])
+  let server = await ownRedis(t)
+  const where = fleet(server)
+  const [a, b, c] = await instances(t, where, 3) as [Instance, Instance, Instance]
+  for (const { db } of [a, b, c]) await failing(db)
+  await waitFor('the fleet open', () => [a, b, c].every(({ db }) => db.state === 'open'))
+
+  await server.stop()
+  await allShared([a, b, c], 'local-only')
+  const refused = await within('a refusal while Redis is down', succeeding(b.db).catch((error: unknown) => error), 1000)
+  t.ok(isCircuitOpenError(refused), 'the fleet\'s known open period still holds')
+  clock.tick(30_000)
+  t.equal(b.db.state, 'closed', 'once it is over, each instance\'s own breaker decides (b\'s is closed)')
+  t.equal(await within('a call while Redis is down', succeeding(b.db), 1000), 'ok', 'and calls go through, with no wait for Redis')
+  // a's own breaker learns alone that the dependency still fails.
+  for (let i = 0; i < 3; i++) await within('a failing call while Redis is down', failing(a.db), 1000)
+  t.equal(a.db.state, 'open', 'a opened its own breaker')
+  t.equal(c.db.state, 'closed', 'c did not hear it')
+
+  server = await startRedis({ port: server.port })
+  t.teardown(() => server.stop())
+  await allShared([a, b, c], 'synced')
+  // Redis came back empty (no persistence): the fleet was closed; a tells it what it learnt.
+  await waitFor('c to hear the opening a reconciled', () => c.db.state === 'open')
+  t.ok(c.db.retryAfterMs > 0 && c.db.retryAfterMs <= 30_000, 'for the rest of a\'s open period')
+  t.same(outageLogs(a), { lost: 1, back: 1 }, 'the outage is logged once, and its end')
+})
+
+test('Redis frozen (SIGSTOP): closed-path calls never wait for it, a half-open trial waits at most timeoutMs, and the fleet resyncs when it thaws', async (t) => {
+  const clock = useFakeClock(t, ['Date'])
+  const server = await ownRedis(t)
+  const where = fleet(server)
+  // The default decision timeout (50 ms); one trial for the fleet.
+  const [a, b] = await instances(t, where, 2, { shared: { timeoutMs: 50 }, db: { halfOpenAfterMs: 1000, halfOpenMaxCalls: 1 } }) as [Instance, Instance]
+  const local = a.app.breaker('other')
+  await freeze(server)
+  t.equal(await within('a closed-path call with Redis frozen', succeeding(local), 1000), 'ok')
+  await within('a failing closed-path call with Redis frozen', failing(local), 1000)
+  // a called Redis (to send the failure), so a knows it is frozen.
+  await allShared([a], 'local-only')
+  server.process.resume()
+  await allShared([a, b], 'synced')
+
+  for (const { db } of [a, a, b]) await failing(db)
+  await waitFor('the fleet open', () => a.db.state === 'open' && b.db.state === 'open')
+  clock.tick(1000)
+  await freeze(server)
+  const started = performance.now()
+  t.equal(await within('a trial with Redis frozen', succeeding(a.db), 1000), 'ok', 'the trial is left to a\'s own (closed) breaker')
+  t.ok(performance.now() - started >= 45, 'after waiting for Redis about timeoutMs')
+  t.equal(a.db.toJSON().shared, 'local-only')
+  server.process.resume()
+  await allShared([a, b], 'synced')
+  // The trial Redis granted after a gave up was handed back: b can take the only slot, and closes the fleet.
+  await waitFor('b to get the trial and close the fleet', async () => await succeeding(b.db).catch(() => 'refused') === 'ok' && b.db.state === 'closed')
+  t.same(outageLogs(a), { lost: 2, back: 2 }, 'each outage logged once, with its end')
 })

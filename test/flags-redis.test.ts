@@ -8,21 +8,16 @@ import type { RedisServer } from '../local-services/index.js'
 import { flags } from '../plugins/index.js'
 import type { FlagValue } from '../plugins/flags.js'
 import { isFlagStoreUnavailableError, isTimeoutError } from '../plugins/errors.js'
-import { isStopped, startCommandProxy } from './fixtures/command-proxy.js'
+import { startCommandProxy } from './fixtures/command-proxy.js'
 import { captureLogs } from './fixtures/logs.js'
 import { uniqueName } from './fixtures/services.js'
 import { startTcpProxy } from './fixtures/tcp-proxy.js'
+import { freeze, ownRedis } from './fixtures/redis-server.js'
 import { nextEvent, waitFor } from './fixtures/wait.js'
 import type { Teardown } from './fixtures/app.js'
 
 interface Asserts { ok: (value: unknown, message: string) => unknown, notMatch: (found: string, pattern: string, message: string) => unknown }
 
-/** A Redis server of this test alone: these tests stop it and count its commands. */
-async function ownRedis (t: Teardown): Promise<RedisServer> {
-  const server = await startRedis()
-  t.teardown(() => server.stop())
-  return server
-}
 
 function client (t: Teardown, port: number): Redis {
   const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: false })
@@ -98,11 +93,6 @@ function assertNoInternals (t: Asserts, error: unknown, port: number): void {
   t.ok(causeOf(error) instanceof Error, 'the driver\'s error is kept as its cause, for logs')
 }
 
-/** Freezes a Redis server (SIGSTOP) and returns once it is really stopped. */
-async function freeze (server: RedisServer): Promise<void> {
-  server.process.pause()
-  await waitFor('Redis to be stopped', () => isStopped(server.process.pid))
-}
 
 function changeOf (app: FastifyInstance, flag: string, timeoutMs?: number): Promise<FlagValue> {
   return nextEvent<FlagValue>(`a change of "${flag}"`, (listener) => app.flags.onChange((name, value) => { if (name === flag) listener(value) }), timeoutMs)

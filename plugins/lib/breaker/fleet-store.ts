@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisClient } from '../shared/redis-client.js'
-import { Deadlines } from '../shared/deadlines.js'
-import { callWithTimeout } from '../shared/timeout.js'
-import { neverAborted } from '../shared/abort.js'
+import { withinMs } from '../shared/give-up.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
 import { FleetCircuit } from './fleet-circuit.js'
 import type { FleetLink, FleetSettings, FleetState, TrialAnswer } from './fleet-circuit.js'
@@ -67,8 +65,6 @@ export class FleetStore implements FleetLink {
   private readonly circuits = new Map<string, { circuit: FleetCircuit, localOpenMs: () => number }>()
   private readonly commands: RedisClient
   private readonly subscriber: RedisClient
-  private readonly decisions: Deadlines
-  private readonly background = new Deadlines(BACKGROUND_TIMEOUT_MS)
   private subscribedNow = false
   private available = false
   /** An outage was logged and not yet its end. */
@@ -80,7 +76,8 @@ export class FleetStore implements FleetLink {
   /** `start()` waiting for the first reading. */
   private readonly syncWaiters: Array<() => void> = []
 
-  private readonly onCommandsReady = (): void => { this.reload() }
+  /** The commands connection (re)connected: read again only if an outage made us stop following the fleet (messages come on the other one). */
+  private readonly onCommandsReady = (): void => { if (!this.available) this.reload() }
   private readonly onSubscriberReady = (): void => {
     this.subscriber.subscribe(this.settings.channel).then(() => {
       this.subscribedNow = true
@@ -118,7 +115,6 @@ export class FleetStore implements FleetLink {
   constructor (settings: FleetStoreSettings, log: FastifyBaseLogger) {
     this.settings = settings
     this.log = log
-    this.decisions = new Deadlines(settings.timeoutMs)
     this.subscriber = settings.client.duplicate()
     this.subscriber.on('error', this.onConnectionError)
     this.subscriber.on('close', this.onSubscriberLost)
@@ -137,7 +133,7 @@ export class FleetStore implements FleetLink {
   async start (): Promise<void> {
     if (this.available) return
     const synced = new Promise<void>((resolve) => { this.syncWaiters.push(resolve) })
-    await callWithTimeout(async () => await synced, neverAborted, this.background).catch(() => {
+    await withinMs(synced, BACKGROUND_TIMEOUT_MS).catch(() => {
       this.unavailable(new Error('Redis did not answer at start-up'))
     })
   }
@@ -160,7 +156,7 @@ export class FleetStore implements FleetLink {
     const { halfOpenMaxCalls, trialLeaseMs } = circuit.settings
     const asked = this.run(circuit, TRIAL, [halfOpenMaxCalls, trialLeaseMs])
     try {
-      const reply = await callWithTimeout(async () => await asked, neverAborted, this.decisions)
+      const reply = await withinMs(asked, this.settings.timeoutMs)
       const gen = (reply as ScriptReply)[1]
       if ((reply as ScriptReply)[4] === 1) return { granted: true, gen }
       // The fleet closed meanwhile: the closed path decides.
@@ -223,41 +219,43 @@ export class FleetStore implements FleetLink {
 
   /** Runs a script in the background, bounded; a failure means Redis is unreachable. */
   private inBackground (circuit: FleetCircuit, script: string, args: Array<string | number>): void {
-    callWithTimeout(async () => await this.run(circuit, script, args), neverAborted, this.background).catch((error: unknown) => this.unavailable(error))
+    withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS).catch((error: unknown) => this.unavailable(error))
   }
 
   /** Reads a breaker's state and tells the fleet what this instance knows that it may not. */
   private async sync (circuit: FleetCircuit, localOpenMs: () => number): Promise<void> {
     const bounded = async (script: string, args: Array<string | number>): Promise<unknown> =>
-      await callWithTimeout(async () => await this.run(circuit, script, args), neverAborted, this.background)
+      await withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS)
     await bounded(READ, [])
     if (circuit.isolationHolds >= 0) await bounded(ISOLATE, [this.instance, circuit.isolationHolds])
     const openMs = localOpenMs()
     if (circuit.state.state === 'closed' && openMs > 0) await bounded(OPEN, [Math.ceil(openMs)])
   }
 
-  /** Reads every breaker again; once all are read with the subscription up, the fleet is followed again. */
+  /** Reads every breaker again (one reading at a time). */
   private reload (): void {
     if (this.closed || this.reloading !== undefined || this.commands.status !== 'ready' || !this.subscribedNow) return
-    this.reloading = (async () => {
-      try {
-        for (const { circuit, localOpenMs } of this.circuits.values()) await this.sync(circuit, localOpenMs)
-        if (this.closed || !this.subscribedNow) return
-        this.available = true
-        clearInterval(this.recoveryTimer)
-        this.recoveryTimer = undefined
-        if (this.outageLogged) {
-          this.outageLogged = false
-          this.log.info('circuit breakers: Redis is reachable again; following the fleet\'s state')
-        }
-        for (const { circuit } of this.circuits.values()) circuit.changed()
-        this.wakeSyncWaiters()
-      } catch (error) {
-        this.unavailable(error)
-      } finally {
-        this.reloading = undefined
+    const reading = this.reloadAll().finally(() => { this.reloading = undefined })
+    this.reloading = reading
+  }
+
+  /** Once every breaker is read with the subscription up, the fleet is followed again. */
+  private async reloadAll (): Promise<void> {
+    try {
+      for (const { circuit, localOpenMs } of this.circuits.values()) await this.sync(circuit, localOpenMs)
+      if (this.closed || !this.subscribedNow) return
+      this.available = true
+      clearInterval(this.recoveryTimer)
+      this.recoveryTimer = undefined
+      if (this.outageLogged) {
+        this.outageLogged = false
+        this.log.info('circuit breakers: Redis is reachable again; following the fleet\'s state')
       }
-    })()
+      for (const { circuit } of this.circuits.values()) circuit.changed()
+      this.wakeSyncWaiters()
+    } catch (error) {
+      this.unavailable(error)
+    }
   }
 
   /** Redis failed us: each breaker decides alone until a reload succeeds. */

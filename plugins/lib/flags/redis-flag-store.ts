@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisClient } from '../shared/redis-client.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
+import { beforeGiveUp } from '../shared/give-up.js'
 import { Deadlines } from '../shared/deadlines.js'
 import { callWithTimeout } from '../shared/timeout.js'
 import { neverAborted } from '../shared/abort.js'
@@ -49,28 +50,6 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 `
-
-/**
- * Settles like `promise`, or rejects with `FST_RESILIENCE_TIMEOUT` once the
- * monotonic clock reaches `giveUpAt`. The fence is derived from `giveUpAt`, so
- * giving up must never come before it: a timer that fires early is re-armed.
- */
-async function beforeGiveUp<T> (promise: PromiseLike<T>, giveUpAt: number, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_resolve, reject) => {
-    const check = (): void => {
-      const leftMs = giveUpAt - performance.now()
-      if (leftMs <= 0) reject(new TimeoutError(timeoutMs))
-      else timer = setTimeout(check, Math.ceil(leftMs))
-    }
-    check()
-  })
-  try {
-    return await Promise.race([promise, expired])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /**
  * Why a change failed, in words that may reach an API response: never the

@@ -119,11 +119,12 @@ test('half-open: exactly halfOpenMaxCalls trials across the fleet when every ins
   const calls = fleetOf3.flatMap(({ db }) => Array.from({ length: 10 }, async () => await db.execute(async () => { ran++; await gate.promise; return 'ok' }).catch((error: unknown) => error)))
   // Every call but the trials is refused; wait for those answers, then count.
   let refused = 0
-  for (const call of calls) void call.then((result) => { if (isCircuitOpenError(result)) refused++ })
+  const counting = calls.map(async (call) => { if (isCircuitOpenError(await call)) refused++ })
   await waitFor('27 refusals', () => refused === 27)
   t.equal(ran, 3, 'exactly halfOpenMaxCalls (3) trials ran across the fleet')
   gate.resolve()
   t.equal((await Promise.all(calls)).filter((result) => result === 'ok').length, 3)
+  await Promise.all(counting)
   for (const { db } of fleetOf3) await waitFor('every instance closed', () => db.state === 'closed')
   t.equal(await succeeding(fleetOf3[2]?.db as Breaker), 'ok')
 })
@@ -197,7 +198,6 @@ test('shared: false keeps a breaker local; options are checked', async (t) => {
 })
 
 test('shared: { redis: true } uses app.redis from @fastify/redis', async (t) => {
-  const where = fleet()
   const apps = []
   for (let i = 0; i < 2; i++) {
     const app = Fastify()
@@ -212,7 +212,6 @@ test('shared: { redis: true } uses app.redis from @fastify/redis', async (t) => 
   await waitFor('synced', () => one.toJSON().shared === 'synced' && two.toJSON().shared === 'synced')
   for (let i = 0; i < 3; i++) await failing(one)
   await waitFor('the other app to hear it', () => two.state === 'open')
-  void where
 })
 
 /** Every instance follows the fleet again (or has lost it). */

@@ -18,7 +18,6 @@ import type { Teardown } from './fixtures/app.js'
 
 interface Asserts { ok: (value: unknown, message: string) => unknown, notMatch: (found: string, pattern: string, message: string) => unknown }
 
-
 function client (t: Teardown, port: number): Redis {
   const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: false })
   redis.on('error', () => {}) // reconnect noise during the outages these tests cause
@@ -92,7 +91,6 @@ function assertNoInternals (t: Asserts, error: unknown, port: number): void {
   t.notMatch(message, '127.0.0.1', 'nor a host')
   t.ok(causeOf(error) instanceof Error, 'the driver\'s error is kept as its cause, for logs')
 }
-
 
 function changeOf (app: FastifyInstance, flag: string, timeoutMs?: number): Promise<FlagValue> {
   return nextEvent<FlagValue>(`a change of "${flag}"`, (listener) => app.flags.onChange((name, value) => { if (name === flag) listener(value) }), timeoutMs)

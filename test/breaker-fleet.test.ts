@@ -33,9 +33,9 @@ function fleet (server?: RedisServer): Fleet {
   return { names: { prefix: `${uniqueName('breaker')}:`, channel: uniqueName('breakers') }, port: server?.port ?? Number(new URL(testRedisUrl()).port) }
 }
 
-async function instance (t: Teardown, { names, port }: Fleet, options: { shared?: Partial<SharedBreakerOptions>, db?: BreakerOptions } = {}): Promise<Instance> {
+async function instance (t: Teardown, { names, port }: Fleet, options: { shared?: Partial<SharedBreakerOptions>, db?: BreakerOptions, logLevel?: string } = {}): Promise<Instance> {
   const logs = captureLogs()
-  const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
+  const app = Fastify({ logger: { level: options.logLevel ?? 'info', stream: logs.stream } })
   t.teardown(() => app.close())
   // A generous timeout for trials: a busy test machine must not send them to the local breaker.
   await app.register(breaker, { shared: { redis: { client: redisClient(t, port), ...names }, timeoutMs: 5000, ...options.shared } })
@@ -101,9 +101,11 @@ test('one bad instance opens only its own breaker: the fleet needs failures from
 
 test('a lone instance trips the fleet by itself: quorum counts as 1 when only one instance reported in the window', async (t) => {
   const where = fleet()
-  const [only, idle] = await instances(t, where, 2)
-  for (let i = 0; i < 3; i++) await failing((only as Instance).db)
-  await waitFor('the idle instance to hear the fleet opened', () => (idle as Instance).db.state === 'open')
+  const [only, idle] = await instances(t, where, 2) as [Instance, Instance]
+  // Two successes in one batch, then 3 failures: 3 of 5 calls.
+  await Promise.all([succeeding(only.db), succeeding(only.db)])
+  for (let i = 0; i < 3; i++) await failing(only.db)
+  await waitFor('the idle instance to hear the fleet opened', () => idle.db.state === 'open')
 })
 
 test('half-open: exactly halfOpenMaxCalls trials across the fleet when every instance fires 10 concurrent calls, and the fleet closes when they succeed', async (t) => {
@@ -161,7 +163,14 @@ test('a shared isolate() holds every instance open until disposed', async (t) =>
   t.equal(a.db.state, 'isolated', 'at once on the isolating instance')
   for (const { db } of [b, c]) await waitFor('every instance isolated', () => db.state === 'isolated')
   t.ok(isCircuitOpenError(await succeeding(c.db).catch((error: unknown) => error)))
+  // A second holder, on another instance: the fleet stays isolated until both let go.
+  const second = b.db.isolate()
   handle.dispose()
+  handle.dispose()
+  const observer = redisClient(t, where.port)
+  await waitFor('a\'s release to reach Redis', async () => await observer.hlen(`${where.names.prefix}{db}:isolations`) === 1)
+  t.equal(c.db.state, 'isolated', 'b still holds it (disposing twice released one handle)')
+  second.dispose()
   for (const { db } of [a, b, c]) await waitFor('every instance closed again', () => db.state === 'closed')
   t.equal(await succeeding(b.db), 'ok')
 })
@@ -184,7 +193,8 @@ test('shared: false keeps a breaker local; options are checked', async (t) => {
     [{ redis: 'yes' }, /"shared.redis" must be true or \{ client, prefix, channel \}/],
     [{ redis: {}, timeoutMs: -1 }, /"shared.timeoutMs" must be a number >= 1/],
     [{ redis: { channel: '' } }, /"shared.redis.channel" must be a non-empty channel name/],
-    [{ redis: { key: 'x' } }, /unknown option "shared.redis.key"/]
+    [{ redis: { key: 'x' } }, /unknown option "shared.redis.key"/],
+    [{ redis: { client: {} } }, /"shared.redis.client" must be an ioredis client \(got an object\)/]
   ] as const) {
     const other = Fastify()
     t.teardown(() => other.close())
@@ -258,13 +268,14 @@ test('Redis frozen (SIGSTOP): closed-path calls never wait for it, a half-open t
   const server = await ownRedis(t)
   const where = fleet(server)
   // The default decision timeout (50 ms); one trial for the fleet.
-  const [a, b] = await instances(t, where, 2, { shared: { timeoutMs: 50 }, db: { halfOpenAfterMs: 1000, halfOpenMaxCalls: 1 } }) as [Instance, Instance]
+  const [a, b] = await instances(t, where, 2, { shared: { timeoutMs: 50 }, db: { halfOpenAfterMs: 1000, halfOpenMaxCalls: 1 }, logLevel: 'debug' }) as [Instance, Instance]
   const local = a.app.breaker('other')
   await freeze(server)
   t.equal(await within('a closed-path call with Redis frozen', succeeding(local), 1000), 'ok')
   await within('a failing closed-path call with Redis frozen', failing(local), 1000)
   // a called Redis (to send the failure), so a knows it is frozen.
   await allShared([a], 'local-only')
+  await waitFor('a to try Redis again, in vain', () => a.logs.lines.some((line) => line.msg === 'circuit breakers: Redis is still unreachable or slow'))
   server.process.resume()
   await allShared([a, b], 'synced')
 
@@ -281,4 +292,54 @@ test('Redis frozen (SIGSTOP): closed-path calls never wait for it, a half-open t
   // The trial Redis granted after a gave up was handed back: b can take the only slot, and closes the fleet.
   await waitFor('b to get the trial and close the fleet', async () => await succeeding(b.db).catch(() => 'refused') === 'ok' && b.db.state === 'closed')
   t.same(outageLogs(a), { lost: 2, back: 2 }, 'each outage logged once, with its end')
+})
+
+test('an isolation survives a Redis restart: the holder asserts it again on resync', async (t) => {
+  let server = await ownRedis(t)
+  const where = fleet(server)
+  const [a, b] = await instances(t, where, 2) as [Instance, Instance]
+  const handle = a.db.isolate()
+  await waitFor('b isolated', () => b.db.state === 'isolated')
+  await server.stop()
+  await allShared([a, b], 'local-only')
+  t.equal(b.db.state, 'isolated', 'a known isolation holds while Redis is down')
+  server = await startRedis({ port: server.port })
+  t.teardown(() => server.stop())
+  await allShared([a, b], 'synced')
+  t.equal(b.db.state, 'isolated', 'Redis came back empty, and a isolated it again')
+  handle.dispose()
+  await waitFor('b closed once a lets go', () => b.db.state === 'closed')
+})
+
+test('Redis unreachable at start-up: the app starts within a second, its breakers decide alone, and follow the fleet once Redis comes', async (t) => {
+  const probe = await startRedis()
+  const port = probe.port
+  await probe.stop()
+  const where = fleet({ port } as RedisServer)
+  const started = performance.now()
+  const a = await instance(t, where)
+  t.ok(performance.now() - started < 5000, 'start-up is not held up for long')
+  t.equal(a.db.toJSON().shared, 'local-only')
+  t.equal(await succeeding(a.db), 'ok')
+  t.ok(a.logs.lines.some((line) => /^circuit breakers: Redis is unreachable or slow/.test(line.msg)), 'the outage is logged')
+  const server = await startRedis({ port })
+  t.teardown(() => server.stop())
+  await allShared([a], 'synced')
+})
+
+test('junk on the channel changes nothing: malformed, unknown or forged-looking messages are ignored', async (t) => {
+  const where = fleet()
+  const [a] = await instances(t, where, 1) as [Instance]
+  const publisher = redisClient(t, where.port)
+  const junk = ['not json', '[]', 'null', '42', '{"n":"db"}', '{"n":"db","s":"weird","g":9,"t":0,"o":0,"e":"x"}', '{"n":"db","s":"open","g":"9","t":0,"o":0,"e":"x"}',
+    '{"n":"db","s":"open","g":9,"t":0,"o":0}', '{"n":"db","k":"slot"}', '{"n":"nope","s":"open","g":9,"t":1e15,"o":1,"e":"x"}', '{"n":7}']
+  for (const message of junk) await publisher.publish(where.names.channel, message)
+  // Redis delivers in order: once a marker breaker hears a real change, every junk message before it was handled.
+  const marker = a.app.breaker('marker')
+  await waitFor('the marker to be read', () => marker.toJSON().shared === 'synced')
+  marker.isolate()
+  await waitFor('the marker\'s change heard', () => marker.state === 'isolated')
+  t.equal(a.db.state, 'closed', 'the junk changed nothing')
+  t.equal(await succeeding(a.db), 'ok')
+  t.equal(a.logs.lines.filter((line) => line.msg === 'circuit breakers: ignored a malformed state from Redis').length, 4, 'the four messages about "db" with a bad state are logged')
 })

@@ -366,7 +366,7 @@ test('bad options fail with a TypeError naming the option', async (t) => {
     [{ defaults: { timeoutMs: 0 } }, /"defaults.timeoutMs" must be a number >= 1 \(got 0\)/],
     [{ defaults: { isFailure: true } }, /"defaults.isFailure" must be a function \(got true\)/],
     [{ defaults: { threshold: 0.5 } }, /unknown option "defaults.threshold"/],
-    [{ defualts: {} }, /unknown option "defualts" \(known options: defaults\)/]
+    [{ defualts: {} }, /unknown option "defualts" \(known options: defaults, shared\)/]
   ]
   for (const [options, message] of cases) {
     const app = Fastify()

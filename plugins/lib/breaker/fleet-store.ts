@@ -30,12 +30,11 @@ const STATES: readonly BreakerState[] = ['closed', 'open', 'half-open', 'isolate
 
 type ScriptReply = [state: string, gen: number, till: number, openings: number, answer: number, epoch: string]
 
-function stateOf (reply: unknown): FleetState | undefined {
-  if (!Array.isArray(reply)) return undefined
-  const [state, gen, till, openings, , epoch] = reply as ScriptReply
+/** The state in a script's reply or a message's fields, or undefined if they do not make one. */
+function stateOf ([state, gen, till, openings, , epoch]: unknown[]): FleetState | undefined {
   const known = STATES.find((candidate) => candidate === state)
   if (known === undefined || !Number.isInteger(gen) || !Number.isFinite(till) || !Number.isInteger(openings) || typeof epoch !== 'string') return undefined
-  return { state: known, gen, till, openings, epoch }
+  return { state: known, gen: gen as number, till: till as number, openings: openings as number, epoch }
 }
 
 function parseMessage (text: string): { n?: unknown, s?: unknown, g?: unknown, t?: unknown, o?: unknown, e?: unknown, k?: unknown } | undefined {
@@ -66,7 +65,8 @@ export class FleetStore implements FleetLink {
   private readonly commands: RedisClient
   private readonly subscriber: RedisClient
   private subscribedNow = false
-  private available = false
+  /** Every breaker was read since the last failure; with the subscription up, the fleet is followed. */
+  private readOk = false
   /** An outage was logged and not yet its end. */
   private outageLogged = false
   private closed = false
@@ -77,7 +77,7 @@ export class FleetStore implements FleetLink {
   private readonly syncWaiters: Array<() => void> = []
 
   /** The commands connection (re)connected: read again only if an outage made us stop following the fleet (messages come on the other one). */
-  private readonly onCommandsReady = (): void => { if (!this.available) this.reload() }
+  private readonly onCommandsReady = (): void => { if (!this.readOk) this.reload() }
   private readonly onSubscriberReady = (): void => {
     this.subscriber.subscribe(this.settings.channel).then(() => {
       this.subscribedNow = true
@@ -95,8 +95,8 @@ export class FleetStore implements FleetLink {
     this.log.debug({ err: error }, 'circuit breakers: Redis connection error')
   }
 
-  private readonly onMessage = (channel: string, text: string): void => {
-    if (channel !== this.settings.channel) return
+  /** The subscriber listens to our channel only. */
+  private readonly onMessage = (_channel: string, text: string): void => {
     const message = parseMessage(text)
     const entry = typeof message?.n === 'string' ? this.circuits.get(message.n) : undefined
     if (entry === undefined || message === undefined) return
@@ -104,12 +104,7 @@ export class FleetStore implements FleetLink {
       if (typeof message.g === 'number' && typeof message.e === 'string') entry.circuit.slotFreed(message.g, message.e)
       return
     }
-    const state = stateOf([message.s, message.g, message.t, message.o, 0, message.e])
-    if (state === undefined) {
-      this.log.warn({ channel }, 'circuit breakers: ignored a malformed state message')
-      return
-    }
-    entry.circuit.apply(state)
+    this.apply(entry.circuit, [message.s, message.g, message.t, message.o, 0, message.e])
   }
 
   constructor (settings: FleetStoreSettings, log: FastifyBaseLogger) {
@@ -126,12 +121,11 @@ export class FleetStore implements FleetLink {
   }
 
   get synced (): boolean {
-    return this.available
+    return this.readOk && this.subscribedNow
   }
 
   /** Waits (at most a second) for the first reading of the fleet's state; never fails start-up. */
   async start (): Promise<void> {
-    if (this.available) return
     const synced = new Promise<void>((resolve) => { this.syncWaiters.push(resolve) })
     await withinMs(synced, BACKGROUND_TIMEOUT_MS).catch(() => {
       this.unavailable(new Error('Redis did not answer at start-up'))
@@ -142,7 +136,7 @@ export class FleetStore implements FleetLink {
   join (name: string, settings: FleetSettings, onChange: () => void, localOpenMs: () => number): FleetCircuit {
     const circuit = new FleetCircuit(name, settings, this, onChange)
     this.circuits.set(name, { circuit, localOpenMs })
-    if (this.available) this.sync(circuit, localOpenMs).catch((error: unknown) => this.unavailable(error))
+    if (this.synced) this.sync(circuit, localOpenMs).catch((error: unknown) => this.unavailable(error))
     return circuit
   }
 
@@ -176,7 +170,7 @@ export class FleetStore implements FleetLink {
   }
 
   isolate (circuit: FleetCircuit, holds: number): void {
-    if (this.available) this.inBackground(circuit, ISOLATE, [this.instance, holds])
+    if (this.synced) this.inBackground(circuit, ISOLATE, [this.instance, holds])
   }
 
   scheduleFlush (): void {
@@ -206,14 +200,19 @@ export class FleetStore implements FleetLink {
     for (const resolve of this.syncWaiters.splice(0)) resolve()
   }
 
+  /** Applies a state from Redis, or says it was not one. */
+  private apply (circuit: FleetCircuit, fields: unknown[]): void {
+    const state = stateOf(fields)
+    if (state === undefined) this.log.warn({ breaker: circuit.name }, 'circuit breakers: ignored a malformed state from Redis')
+    else circuit.apply(state)
+  }
+
   /** Runs a script on a breaker's keys with the name, channel and clock first. */
   private async run (circuit: FleetCircuit, script: string, args: Array<string | number>): Promise<unknown> {
-    if (this.commands.status !== 'ready') throw new Error('the Redis connection is not ready')
+    // With no offline queue, a command sent while disconnected is refused at once.
     const key = `${this.settings.prefix}{${circuit.name}}`
     const reply = await this.commands.eval(script, 3, key, `${key}:reporters`, `${key}:isolations`, circuit.name, this.settings.channel, Date.now(), ...args)
-    const state = stateOf(reply)
-    if (state === undefined) throw new Error('Redis answered a breaker script with an unexpected reply')
-    circuit.apply(state)
+    this.apply(circuit, reply as unknown[])
     return reply
   }
 
@@ -243,8 +242,8 @@ export class FleetStore implements FleetLink {
   private async reloadAll (): Promise<void> {
     try {
       for (const { circuit, localOpenMs } of this.circuits.values()) await this.sync(circuit, localOpenMs)
-      if (this.closed || !this.subscribedNow) return
-      this.available = true
+      // Should the subscriber drop meanwhile, `synced` stays false until it is back (and reads again).
+      this.readOk = true
       clearInterval(this.recoveryTimer)
       this.recoveryTimer = undefined
       if (this.outageLogged) {
@@ -261,11 +260,13 @@ export class FleetStore implements FleetLink {
   /** Redis failed us: each breaker decides alone until a reload succeeds. */
   private unavailable (error: unknown): void {
     if (this.closed) return
-    const wasAvailable = this.available
-    this.available = false
+    const wasAvailable = this.synced
+    this.readOk = false
     if (!this.outageLogged) {
       this.outageLogged = true
       this.log.warn({ err: error }, 'circuit breakers: Redis is unreachable or slow; each breaker decides alone until it is back')
+    } else {
+      this.log.debug({ err: error }, 'circuit breakers: Redis is still unreachable or slow')
     }
     if (this.recoveryTimer === undefined) {
       this.recoveryTimer = setInterval(() => this.reload(), RECOVERY_INTERVAL_MS)

@@ -218,7 +218,7 @@ t.test('the program runs as ESM with plain node: every plugin works from the pac
     retry: { value: 'retried', attempts: 2 },
     fallback: { value: 'default after 1 failures', tier: 'default' },
     flags: { greeting: true, beta: false },
-    loadShedding: { inFlight: 0, limit: 100 },
+    loadShedding: { inFlight: 0, limit: 4 },
     metrics: { scrapeStatus: 200, names: ['circuit_breaker_calls_total', 'fallback_total', 'requests_in_flight', 'feature_flag_enabled'] }
   }, 'the umbrella plugin, a route with every config.resilience option, and each decorator')
   t.match(result.oneByOne, { status: 200, body: { calls: 2 } }, 'each plugin registered alone from its subpath')

@@ -12,7 +12,9 @@ import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { ExponentialBackoff, SamplingBreaker, TimeoutStrategy, circuitBreaker, handleAll, retry, timeout, wrap } from 'cockatiel'
 import CircuitBreaker from 'opossum'
 import { measure } from 'mitata'
-import { resilience } from 'fastify-resilience'
+import { Redis } from 'ioredis'
+import { breaker, resilience } from 'fastify-resilience'
+import { startRedis } from '../local-services/index.js'
 import type { BenchOptions, Section } from './lib/report.js'
 import { table, verdict } from './lib/report.js'
 import { fixed, integer, median, rotate, spread } from './lib/stats.js'
@@ -57,13 +59,43 @@ function callRoute (handler: RouteHandlerMethod, instance: unknown): Promise<unk
   return handler.call(instance as never, request, reply) as Promise<unknown>
 }
 
-async function groups (): Promise<{ groups: Group[], close: () => Promise<void> }> {
+/** A Redis for the fleet-wide breaker: the one named by the environment, else a throwaway one. */
+async function redis (smoke: boolean, log: (line: string) => void): Promise<{ url: string, stop: () => Promise<void> }> {
+  const variable = smoke ? 'RESILIENCE_TEST_REDIS_URL' : 'RESILIENCE_BENCH_REDIS_URL'
+  const url = process.env[variable]
+  if (url !== undefined && url !== '') {
+    log(`policy: Redis from ${variable}`)
+    return { url, stop: async () => {} }
+  }
+  log('policy: starting a throwaway Redis')
+  return await startRedis()
+}
+
+/** An app whose breakers are fleet-wide through Redis at `url` (keys of this run only). */
+async function sharedBreakerApp (url: string): Promise<{ app: ReturnType<typeof Fastify>, close: () => Promise<void> }> {
+  const client = new Redis(url)
+  const app = Fastify()
+  await app.register(breaker, { shared: { redis: { client, prefix: `bench-${process.pid}:`, channel: `bench-${process.pid}` } } })
+  await app.ready()
+  return {
+    app,
+    close: async () => {
+      await app.close()
+      client.disconnect()
+    }
+  }
+}
+
+async function groups (redisUrl: string): Promise<{ groups: Group[], close: () => Promise<void> }> {
   const app = Fastify()
   await app.register(resilience, { metrics: false, loadShedding: false, flags: false, fallback: false, retry: { maxRetries: 2 } })
   await app.ready()
   const ours = app.breaker('bench')
   const oursWithTimeout = app.breaker('bench-timeout', { timeoutMs: 2000 })
   const route = await routeHandler()
+  const fleet = await sharedBreakerApp(redisUrl)
+  const shared = fleet.app.breaker('bench')
+  if (shared.toJSON().shared !== 'synced') throw new Error('policy: the fleet-wide breaker is not synced with Redis')
 
   const cockatielBreaker = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new SamplingBreaker({ threshold: 0.6, duration: 10_000 }) })
   const cockatielRetry = retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() })
@@ -88,6 +120,7 @@ async function groups (): Promise<{ groups: Group[], close: () => Promise<void> 
         candidates: [
           { name: 'cockatiel circuitBreaker', run: async () => await cockatielBreaker.execute(resolved) },
           { name: 'app.breaker().execute', run: async () => await ours.execute(resolved) },
+          { name: 'app.breaker().execute, fleet-wide (closed)', run: async () => await shared.execute(resolved) },
           { name: 'opossum fire()', run: async () => await opossum.fire() }
         ]
       },
@@ -117,6 +150,7 @@ async function groups (): Promise<{ groups: Group[], close: () => Promise<void> 
       opossum.shutdown()
       opossumTimeout.shutdown()
       await route.close()
+      await fleet.close()
       await app.close()
     }
   }
@@ -132,7 +166,11 @@ async function opsPerSecond (run: () => Promise<unknown>, cpuMs: number): Promis
 export async function policy (options: BenchOptions): Promise<Section> {
   const rounds = options.smoke ? 1 : 7
   const cpuMs = options.smoke ? 20 : 400
-  const { groups: all, close } = await groups()
+  const redisServer = await redis(options.smoke, options.log)
+  const { groups: all, close } = await groups(redisServer.url).catch(async (error: unknown) => {
+    await redisServer.stop()
+    throw error
+  })
   const samples = new Map<string, number[]>()
   const ratios = new Map<string, number[]>()
   try {
@@ -152,6 +190,7 @@ export async function policy (options: BenchOptions): Promise<Section> {
     }
   } finally {
     await close()
+    await redisServer.stop()
   }
 
   const opsOf = (name: string): number => median(samples.get(name) ?? [])
@@ -168,6 +207,8 @@ export async function policy (options: BenchOptions): Promise<Section> {
   ].join('\n'))
 
   const breakerRatio = ratioOf('app.breaker().execute')
+  // The fleet-wide breaker's time per call over the local one's (both against the same baseline in each round).
+  const sharedSlowdown = breakerRatio / ratioOf('app.breaker().execute, fleet-wide (closed)')
   const retryRatio = ratioOf('app.retry(fn)')
   const pipelineRatio = ratioOf('route pipeline (retry, breaker, timeoutMs)')
   const retryOptionsRatio = ratioOf('app.retry(fn, { maxRetries, signal })')
@@ -180,6 +221,7 @@ export async function policy (options: BenchOptions): Promise<Section> {
     `- Retry within 1.2x of raw cockatiel: ${slowdown(retryRatio)}, ${verdict(1 / retryRatio <= 1.2)}.`,
     `- Route pipeline with a timeout at least 10x faster than cockatiel's \`wrap(retry, breaker, timeout)\`: ${fixed(pipelineRatio)}x, ${verdict(pipelineRatio >= 10)}.`,
     `- Retry with per-call options within 2x of raw cockatiel retry: ${slowdown(retryOptionsRatio)}, ${verdict(1 / retryOptionsRatio <= 2)}.`,
+    `- Fleet-wide breaker, closed, within 1.3x of the local breaker's time per call: ${fixed(sharedSlowdown, 3)}x, ${verdict(sharedSlowdown <= 1.3)}.`,
     `- Breaker with \`timeoutMs\` within 2x of the route pipeline's time per call: ${fixed(breakerTimeoutSlowdown, 3)}x, ${verdict(breakerTimeoutSlowdown <= 2)}.`
   ]
   const chart = barChart('Policy cost around a resolved async function', 'ops/s, median of rounds', all.map((group) => ({
@@ -189,14 +231,14 @@ export async function policy (options: BenchOptions): Promise<Section> {
   const markdown = [
     `Each candidate runs an \`async () => 'ok'\` function through the policy, awaited one call at a time. mitata measures each candidate for about ${cpuMs} ms of CPU per round; ${rounds} rounds interleave the candidates (the order rotates each round). Ops/s are medians of the rounds; ratios are taken within each round, then the median is quoted.`,
     '',
-    'Configurations: cockatiel 4 `circuitBreaker` with a `SamplingBreaker` (60 %, 10 s: the closest to our windowed ratio) and `retry` with 2 attempts and exponential backoff; `timeout(2000, Aggressive)`. Ours: the `resilience` plugin (breaker, retry with `maxRetries: 2`, metrics off). The route pipeline is the handler Fastify calls for a route with `timeoutMs: 2000, breaker, retry: { maxRetries: 2 }`, captured with an `onRoute` hook and called with minimal request/reply stand-ins. opossum 9 has no retry; its breaker appears with and without its timeout.',
+    'Configurations: cockatiel 4 `circuitBreaker` with a `SamplingBreaker` (60 %, 10 s: the closest to our windowed ratio) and `retry` with 2 attempts and exponential backoff; `timeout(2000, Aggressive)`. Ours: the `resilience` plugin (breaker, retry with `maxRetries: 2`, metrics off). The route pipeline is the handler Fastify calls for a route with `timeoutMs: 2000, breaker, retry: { maxRetries: 2 }`, captured with an `onRoute` hook and called with minimal request/reply stand-ins. opossum 9 has no retry; its breaker appears with and without its timeout. The fleet-wide breaker is the same breaker with the plugin\'s `shared` option on a local Redis (its closed path reads only the state held in memory; successes are sent to Redis in batches every 100 ms, in the background).',
     '',
     ...tables.flatMap((block) => [block, '']),
     '**Targets**',
     '',
     ...targets,
     '',
-    ...(1 / breakerRatio <= 1.2 && 1 / retryRatio <= 1.2 && pipelineRatio >= 10 && 1 / retryOptionsRatio <= 2 && breakerTimeoutSlowdown <= 2
+    ...(1 / breakerRatio <= 1.2 && 1 / retryRatio <= 1.2 && pipelineRatio >= 10 && 1 / retryOptionsRatio <= 2 && breakerTimeoutSlowdown <= 2 && sharedSlowdown <= 1.3
       ? []
       : ['**Where a target is missed**: the changes made to the hot path are listed under *What was tried* in the overhead section. What remains on top of raw cockatiel is bookkeeping done on every call: for the breaker, the state check (refusals are decided before cockatiel, to answer with `Retry-After`) and the call count; for retry, the retry budget (a clock read per call), the per-operation lookups and the histogram tally; for the pipeline, the per-request signals holder, the deadline and the async steps between the policies.', '']),
     '![Policy cost chart](policy.svg)'
@@ -207,6 +249,7 @@ export async function policy (options: BenchOptions): Promise<Section> {
     markdown,
     charts: { 'policy.svg': chart },
     headlines: [
+      `policy: fleet-wide breaker (closed) ${fixed(sharedSlowdown, 2)}x the local breaker's time per call`,
       `policy: breaker ${fixed(breakerRatio)}x and retry ${fixed(retryRatio)}x of raw cockatiel's ops/s; route pipeline with a timeout ${fixed(pipelineRatio)}x cockatiel's wrap(retry, breaker, timeout)`
     ]
   }

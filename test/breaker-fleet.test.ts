@@ -275,7 +275,7 @@ test('Redis frozen (SIGSTOP): closed-path calls never wait for it, a half-open t
   await within('a failing closed-path call with Redis frozen', failing(local), 1000)
   // a called Redis (to send the failure), so a knows it is frozen.
   await allShared([a], 'local-only')
-  await waitFor('a to try Redis again, in vain', () => a.logs.lines.some((line) => line.msg === 'circuit breakers: Redis is still unreachable or slow'))
+  await waitFor('a to try reading the fleet\'s state again, in vain', () => a.logs.lines.some((line) => line.msg === 'circuit breakers: Redis is still unreachable or slow' && line.during === 'reading the fleet\'s state'))
   server.process.resume()
   await allShared([a, b], 'synced')
 

@@ -148,7 +148,8 @@ export class Breaker {
    */
   execute<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal = neverAborted): Promise<T> {
     const fleet = this.fleet
-    if (fleet !== undefined) {
+    // A closed fleet leaves the call to this instance's breaker: no clock read, no Redis.
+    if (fleet !== undefined && !fleet.closed) {
       const admission = fleet.admission(Date.now())
       if (admission === 'refuse') return Promise.reject(this.refuse())
       if (admission === 'ask') return this.executeTrial(fleet, fn, signal)

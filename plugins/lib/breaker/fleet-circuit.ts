@@ -80,6 +80,11 @@ export class FleetCircuit {
     return this.fleet
   }
 
+  /** The fleet's state is closed: the hot path's one check. */
+  get closed (): boolean {
+    return this.fleet.state === 'closed'
+  }
+
   /** True while the fleet's state is followed through Redis. */
   get synced (): boolean {
     return this.link.synced
@@ -90,14 +95,14 @@ export class FleetCircuit {
   }
 
   /**
-   * How to treat a call now: on the closed path the local breaker decides (no
-   * Redis); an open or isolated fleet refuses; a half-open fleet grants trials
-   * through Redis. While Redis is unreachable, a known open period and an
-   * isolation still hold, and everything else is the local breaker's.
+   * How to treat a call while the fleet is not closed (on the closed path the
+   * local breaker decides, with no Redis): an open or isolated fleet refuses;
+   * a half-open fleet grants trials through Redis. While Redis is
+   * unreachable, a known open period and an isolation still hold, and
+   * everything else is the local breaker's.
    */
   admission (now: number): FleetAdmission {
     const { state, till, gen } = this.fleet
-    if (state === 'closed') return 'local'
     if (state === 'isolated') return 'refuse'
     if (state === 'open' && now < till) return 'refuse'
     if (!this.link.synced) return 'local'

@@ -82,12 +82,12 @@ export class FleetStore implements FleetLink {
     this.subscriber.subscribe(this.settings.channel).then(() => {
       this.subscribedNow = true
       this.reload()
-    }, (error: unknown) => this.unavailable(error))
+    }, (error: unknown) => this.unavailable(error, 'subscribing'))
   }
 
   private readonly onSubscriberLost = (): void => {
     this.subscribedNow = false
-    this.unavailable(new Error('the subscriber connection closed'))
+    this.unavailable(new Error('the subscriber connection closed'), 'listening')
   }
 
   /** ioredis reports every failed reconnection as an error; the outage is logged once. */
@@ -128,7 +128,7 @@ export class FleetStore implements FleetLink {
   async start (): Promise<void> {
     const synced = new Promise<void>((resolve) => { this.syncWaiters.push(resolve) })
     await withinMs(synced, BACKGROUND_TIMEOUT_MS).catch(() => {
-      this.unavailable(new Error('Redis did not answer at start-up'))
+      this.unavailable(new Error('Redis did not answer at start-up'), 'starting')
     })
   }
 
@@ -136,7 +136,7 @@ export class FleetStore implements FleetLink {
   join (name: string, settings: FleetSettings, onChange: () => void, localOpenMs: () => number): FleetCircuit {
     const circuit = new FleetCircuit(name, settings, this, onChange)
     this.circuits.set(name, { circuit, localOpenMs })
-    if (this.synced) this.sync(circuit, localOpenMs).catch((error: unknown) => this.unavailable(error))
+    if (this.synced) this.sync(circuit, localOpenMs).catch((error: unknown) => this.unavailable(error, 'reading a new breaker'))
     return circuit
   }
 
@@ -156,7 +156,7 @@ export class FleetStore implements FleetLink {
       // The fleet closed meanwhile: the closed path decides.
       return { granted: false, local: (reply as ScriptReply)[0] === 'closed' }
     } catch (error) {
-      this.unavailable(error)
+      this.unavailable(error, 'asking for a trial')
       // A grant that arrives after we gave up is handed back at once.
       asked.then((reply) => {
         if ((reply as ScriptReply)[4] === 1) this.settle(circuit, (reply as ScriptReply)[1], 'neutral', 0)
@@ -218,7 +218,7 @@ export class FleetStore implements FleetLink {
 
   /** Runs a script in the background, bounded; a failure means Redis is unreachable. */
   private inBackground (circuit: FleetCircuit, script: string, args: Array<string | number>): void {
-    withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS).catch((error: unknown) => this.unavailable(error))
+    withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS).catch((error: unknown) => this.unavailable(error, 'sending an update'))
   }
 
   /** Reads a breaker's state and tells the fleet what this instance knows that it may not. */
@@ -253,20 +253,20 @@ export class FleetStore implements FleetLink {
       for (const { circuit } of this.circuits.values()) circuit.changed()
       this.wakeSyncWaiters()
     } catch (error) {
-      this.unavailable(error)
+      this.unavailable(error, 'reading the fleet\'s state')
     }
   }
 
   /** Redis failed us: each breaker decides alone until a reload succeeds. */
-  private unavailable (error: unknown): void {
+  private unavailable (error: unknown, during: string): void {
     if (this.closed) return
     const wasAvailable = this.synced
     this.readOk = false
     if (!this.outageLogged) {
       this.outageLogged = true
-      this.log.warn({ err: error }, 'circuit breakers: Redis is unreachable or slow; each breaker decides alone until it is back')
+      this.log.warn({ err: error, during }, 'circuit breakers: Redis is unreachable or slow; each breaker decides alone until it is back')
     } else {
-      this.log.debug({ err: error }, 'circuit breakers: Redis is still unreachable or slow')
+      this.log.debug({ err: error, during }, 'circuit breakers: Redis is still unreachable or slow')
     }
     if (this.recoveryTimer === undefined) {
       this.recoveryTimer = setInterval(() => this.reload(), RECOVERY_INTERVAL_MS)

@@ -4,7 +4,9 @@
  * by an open-loop generator at 1x, 2x and 4x its measured capacity, (a) with
  * no protection, (b) with @fastify/under-pressure as its README configures it,
  * (c) with this library's load shedding, its limit matched to the pool, (d) with
- * load shedding's static default limit and (e) with its adaptive limit.
+ * load shedding's static limit at its default and (e) with its adaptive limit,
+ * the plugin's default. Two more scenarios in the same run: a capacity step
+ * (bench/overload-step.ts) and a CPU-bound route (bench/overload-cpu.ts).
  *
  * Alone: `npm run bench -- --only=overload` (add `--smoke` for a quick check).
  */
@@ -14,13 +16,18 @@ import pg from 'pg'
 import { startPostgres } from '../local-services/index.js'
 import { barChart } from './lib/svg.js'
 import type { BarGroup } from './lib/svg.js'
-import { closedLoop, openLoop } from './lib/open-loop.js'
-import type { OpenLoopResult } from './lib/open-loop.js'
+import { closedLoop } from './lib/open-loop.js'
+import { ADAPTIVE_DEFAULT_LABEL, STATIC_DEFAULT_LABEL, drive } from './lib/overload-cells.js'
+import type { Cell, Mode, ServerFor } from './lib/overload-cells.js'
 import { table, verdict } from './lib/report.js'
 import type { BenchOptions, Section } from './lib/report.js'
 import { startBenchServer } from './lib/server-process.js'
 import type { BenchServer } from './lib/server-process.js'
-import { fixed, integer, percent, quantile } from './lib/stats.js'
+import { fixed, integer, percent } from './lib/stats.js'
+import { CPU_SLICES, CPU_SLICE_MS, FULL_CPU, SMOKE_CPU, cpuBound, cpuBoundReport } from './overload-cpu.js'
+import type { CpuMeasurements } from './overload-cpu.js'
+import { FULL_STEP, SMOKE_STEP, capacityStep, capacityStepReport } from './overload-step.js'
+import type { StepMeasurements } from './overload-step.js'
 
 const SERVER_SCRIPT = fileURLToPath(new URL('./overload-server.ts', import.meta.url))
 /** The servers' `application_name`, unique to this run (the smoke run may share the tests' database). */
@@ -82,56 +89,18 @@ const SMOKE: Timing = {
   capacityDurationMs: 400
 }
 
-type Mode = 'none' | 'under-pressure' | 'load-shedding' | 'load-shedding-default' | 'adaptive'
-
 const MODES: ReadonlyArray<{ mode: Mode, label: string }> = [
   { mode: 'none', label: '(a) no protection' },
   { mode: 'under-pressure', label: '(b) @fastify/under-pressure' },
   { mode: 'load-shedding', label: `(c) load shedding, maxConcurrent ${LIMIT}` },
-  { mode: 'load-shedding-default', label: '(d) load shedding, static default' },
-  { mode: 'adaptive', label: '(e) load shedding, adaptive' }
+  { mode: 'load-shedding-default', label: STATIC_DEFAULT_LABEL },
+  { mode: 'adaptive', label: ADAPTIVE_DEFAULT_LABEL }
 ]
 /** Goodput by which (e) may trail (d) in a cell and still count as no worse: noise (share of capacity). */
 const NOISE = 0.02
 
 const ms = (value: number): string => fixed(value, 1)
 const mb = (bytes: number): string => `${integer(bytes / 1e6)} MB`
-
-/** One run of the open-loop generator against one server, summarised. */
-interface Cell {
-  offered: number
-  goodput: number
-  p50: number
-  p99: number
-  shed: number
-  timeouts: number
-  errors: number
-  /** Server CPU during the run, share of one core. */
-  serverCpu: number
-  /** Generator CPU during the run, share of one core. */
-  generatorCpu: number
-  sendLagP99Ms: number
-  /** The server's concurrency limit at the end of the run (null without load shedding). */
-  limit: number | null
-}
-
-function summarise (result: OpenLoopResult, serverCpuMs: number, elapsedMs: number, limit: number | null): Cell {
-  const seconds = result.durationMs / 1000
-  const share = (count: number): number => result.sent === 0 ? Number.NaN : count / result.sent
-  return {
-    offered: result.sent / seconds,
-    goodput: result.counts.success / seconds,
-    p50: quantile(result.successLatenciesMs, 0.5),
-    p99: quantile(result.successLatenciesMs, 0.99),
-    shed: share(result.counts.shed),
-    timeouts: share(result.counts.timeout),
-    errors: share(result.counts.status + result.counts.error),
-    serverCpu: serverCpuMs / elapsedMs,
-    generatorCpu: result.cpuMs / elapsedMs,
-    sendLagP99Ms: result.sendLagP99Ms,
-    limit
-  }
-}
 
 /** A database for the run: the one named by the environment, else a throwaway one. */
 async function database (smoke: boolean, log: (line: string) => void): Promise<{ url: string, stop: () => Promise<void> }> {
@@ -149,7 +118,8 @@ async function database (smoke: boolean, log: (line: string) => void): Promise<{
  * Runs the overload benchmark and returns its section of RESULTS.md: the
  * measured capacity, then goodput, latency of the successes and the shares of
  * 503s, timeouts and errors for each protection at 1x, 2x and 4x capacity,
- * the load-shedding limit sweep, and the target of (c) at 4x.
+ * the load-shedding limit sweep, the targets of (c) and (e), then the
+ * capacity step and the CPU-bound route with their targets.
  */
 export async function overload (options: BenchOptions): Promise<Section> {
   const { smoke, log } = options
@@ -163,13 +133,15 @@ export async function overload (options: BenchOptions): Promise<Section> {
     const maxConnections = Number((await admin.query<{ max_connections: string }>('SHOW max_connections')).rows[0]?.max_connections)
     if (!(maxConnections >= POOL_SIZE + 5)) throw new Error(`overload: PostgreSQL allows ${maxConnections} connections, the benchmark needs ${POOL_SIZE + 5}`)
 
-    const envOf = (mode: Mode, limit = LIMIT): Record<string, string> => ({
+    const envOf = (mode: Mode, limit = LIMIT, cpuSliceMs = CPU_SLICE_MS): Record<string, string> => ({
       OVERLOAD_MODE: mode,
       OVERLOAD_DATABASE_URL: db.url,
       OVERLOAD_POOL_SIZE: String(POOL_SIZE),
       OVERLOAD_SERVICE_MS: String(SERVICE_MS),
       OVERLOAD_APPLICATION_NAME: APPLICATION_NAME,
       OVERLOAD_MAX_CONCURRENT: String(limit),
+      OVERLOAD_CPU_SLICES: String(CPU_SLICES),
+      OVERLOAD_CPU_SLICE_MS: String(cpuSliceMs),
       OVERLOAD_UNDER_PRESSURE: JSON.stringify(UNDER_PRESSURE)
     })
     // Until the stopped server's connections are gone, so that no query of
@@ -189,31 +161,25 @@ export async function overload (options: BenchOptions): Promise<Section> {
       await stopping?.stop()
       await drained()
     }
-    let serverMode: Mode | undefined
+    let serverEnv: string | undefined
     const freshServer = async (env: Record<string, string>): Promise<BenchServer> => {
       await stopServer()
-      serverMode = undefined
+      serverEnv = undefined
       server = await startBenchServer(SERVER_SCRIPT, env)
       return server
     }
     // A full run starts a fresh server, with an idle pool, for every cell;
     // smoke mode keeps one per protection (its queues may leak from one load
     // to the next: smoke mode judges nothing).
-    const serverFor = async (mode: Mode): Promise<BenchServer> => {
-      if (smoke && server !== undefined && serverMode === mode) return server
-      const started = await freshServer(envOf(mode))
-      serverMode = mode
+    const serverFor: ServerFor = async (mode, settings = {}) => {
+      const env = envOf(mode, LIMIT, settings.cpuSliceMs)
+      if (smoke && server !== undefined && serverEnv === JSON.stringify(env)) return server
+      const started = await freshServer(env)
+      serverEnv = JSON.stringify(env)
       return started
     }
-    const drive = async (target: BenchServer, rate: number, warmupMs: number, durationMs: number): Promise<Cell> => {
-      const cpuBefore = await target.cpu()
-      const started = performance.now()
-      const result = await openLoop({ url: `${target.url}/work`, rate, warmupMs, durationMs, timeoutMs: timing.timeoutMs })
-      const elapsedMs = performance.now() - started
-      // Not a number when under-pressure answers 503 to it.
-      const { limit } = await (await fetch(`${target.url}/limit`)).json() as { limit?: unknown }
-      return summarise(result, (await target.cpu() - cpuBefore) / 1000, elapsedMs, typeof limit === 'number' ? limit : null)
-    }
+    const work = async (target: BenchServer, rate: number, warmupMs: number, durationMs: number): Promise<Cell> =>
+      await drive(target, { path: '/work', rate, warmupMs, durationMs, timeoutMs: timing.timeoutMs })
 
     // Capacity: a saturating closed loop against the unprotected app.
     await drained()
@@ -230,7 +196,7 @@ export async function overload (options: BenchOptions): Promise<Section> {
       const row: Cell[] = []
       cells.set(mode, row)
       for (const load of LOADS) {
-        const cell = await drive(await serverFor(mode), load * capacity, timing.warmupMs, timing.durationMs)
+        const cell = await work(await serverFor(mode), load * capacity, timing.warmupMs, timing.durationMs)
         row.push(cell)
         log(`overload: ${label} at ${load}x: goodput ${integer(cell.goodput)} req/s, p99 ${ms(cell.p99)} ms, 503 ${percent(cell.shed)}, timeouts ${percent(cell.timeouts)}, limit ${cell.limit ?? '-'}, ` +
           `server CPU ${percent(cell.serverCpu, 0)}, generator CPU ${percent(cell.generatorCpu, 0)}, send lag p99 ${ms(cell.sendLagP99Ms)} ms`)
@@ -242,13 +208,16 @@ export async function overload (options: BenchOptions): Promise<Section> {
     const sweep: Array<{ limit: number, cell: Cell }> = []
     for (const limit of sweepLimits) {
       const target = await freshServer(envOf('load-shedding', limit))
-      const cell = await drive(target, 4 * capacity, timing.sweepWarmupMs, timing.sweepDurationMs)
+      const cell = await work(target, 4 * capacity, timing.sweepWarmupMs, timing.sweepDurationMs)
       sweep.push({ limit, cell })
       log(`overload: sweep maxConcurrent ${limit} at 4x: goodput ${integer(cell.goodput)} req/s, p99 ${ms(cell.p99)} ms, send lag p99 ${ms(cell.sendLagP99Ms)} ms`)
     }
+
+    const step = await capacityStep(serverFor, log, { timing: smoke ? SMOKE_STEP : FULL_STEP, serviceMs: SERVICE_MS, steppedServiceMs: 2 * SERVICE_MS, timeoutMs: timing.timeoutMs, capacity, poolSize: POOL_SIZE })
+    const cpu = await cpuBound(serverFor, log, smoke ? SMOKE_CPU : FULL_CPU, smoke)
     await stopServer()
 
-    return report({ smoke, timing, capacity, memory, cells, sweep })
+    return report({ smoke, timing, capacity, memory, cells, sweep, step, cpu })
   } finally {
     await server?.stop().catch(() => {})
     await admin.end().catch(() => {})
@@ -263,9 +232,11 @@ interface Measurements {
   memory: NodeJS.MemoryUsage
   cells: Map<Mode, Cell[]>
   sweep: Array<{ limit: number, cell: Cell }>
+  step: StepMeasurements
+  cpu: CpuMeasurements
 }
 
-function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements): Section {
+function report ({ smoke, timing, capacity, memory, cells, sweep, step, cpu }: Measurements): Section {
   const theoretical = POOL_SIZE / (SERVICE_MS / 1000)
   const cellOf = (mode: Mode, load: number): Cell => cells.get(mode)?.[LOADS.indexOf(load)] as Cell
   const all = [...cells.values()].flat().concat(sweep.map(({ cell }) => cell))
@@ -309,6 +280,8 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
   const otherCells = [...(cells.get('none') ?? []), ...(cells.get('under-pressure') ?? [])]
   const none = cellOf('none', top)
   const pressure = cellOf('under-pressure', top)
+  const stepReport = capacityStepReport(step, smoke)
+  const cpuReport = cpuBoundReport(cpu, smoke)
 
   const markdown = [
     ...(smoke ? ['*Smoke run: a fraction of a second per cell, one server per protection, shorter client timeout; the figures mean nothing.*', ''] : []),
@@ -344,8 +317,8 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
       `A limit at the pool size (${Math.floor(0.95 * POOL_SIZE)} admitted, fewer than the connections) leaves connections idle and loses goodput; a higher one only makes the admitted requests wait longer. ` +
       'Any limit that admits a few more requests than the pool has connections keeps the pool busy in this steady test; twice the pool is a simple rule that also leaves room for a service time that varies. ' +
       `The second table is the experiment behind the choice: the limits tried at 4x, ${timing.sweepDurationMs / 1000} s counted each after ${timing.sweepWarmupMs / 1000} s of warm-up, a fresh server each.`,
-    '- (d) `loadShedding()`: the static default, `maxConcurrent` 1000 (950 admitted at normal priority): what a user gets without tuning.',
-    '- (e) `loadShedding({ limit: \'adaptive\' })` with the adaptive settings\' defaults (`maxConcurrent` 1000 as its ceiling): the limit is learnt from the latency of admitted, successful requests. ' +
+    '- (d) `loadShedding({ limit: \'static\' })`: the static limit at its default, `maxConcurrent` 1000 (950 admitted at normal priority): what a user got without tuning before the adaptive limit.',
+    '- (e) `loadShedding()`: the adaptive limit, the default, with its settings\' defaults (`maxConcurrent` 1000 as its ceiling): the limit is learnt from the latency of admitted, successful requests. ' +
       'The last column is the server\'s live limit (`app.loadShedding.limit`) at the end of each cell.',
     '',
     table(['protection', 'load', 'offered req/s', 'goodput req/s', 'goodput / capacity', 'p50 ms', 'p99 ms', '503', 'timeouts', 'errors', 'server CPU', 'limit at end'], rows),
@@ -373,18 +346,23 @@ function report ({ smoke, timing, capacity, memory, cells, sweep }: Measurements
     '**Adaptive as the default?** Issue 18 makes it the default only if it sheds at most 1 % at 1x and is never worse than the static default elsewhere. ' +
       (defaultOk
         ? '**This run supports it**: both conditions are met.'
-        : `**This run does not support it**: ${[baseShedOk ? '' : 'it sheds more than 1 % at 1x', behind.length === 0 ? '' : `it is behind the static default at ${behind.map((load) => `${load}x`).join(', ')}`].filter((reason) => reason !== '').join(', and ')}.`) +
-      ' (The capacity-step plot and the CPU-bound scenario of the issue are not part of this benchmark yet.)'
+        : `**This run does not support it**: ${[baseShedOk ? '' : 'it sheds more than 1 % at 1x', behind.length === 0 ? '' : `it is behind the static default at ${behind.map((load) => `${load}x`).join(', ')}`].filter((reason) => reason !== '').join(', and ')}.`),
+    '',
+    stepReport.markdown,
+    '',
+    cpuReport.markdown
   ].join('\n')
 
   return {
     title: 'Overload',
     command: 'npm run bench -- --only=overload',
     markdown,
-    charts: { 'overload.svg': chart },
+    charts: { 'overload.svg': chart, 'overload-step.svg': stepReport.chart },
     headlines: [
       `overload 4x: adaptive limit goodput ${percent(adaptiveShare, 0)} of capacity (static default ${percent(cellOf('load-shedding-default', top).goodput / capacity, 0)}), p99 ${fixed(adaptiveRatio, 1)}x of 1x, 503 at 1x ${percent(adaptiveBase.shed)}`,
-      `overload 4x: load shedding goodput ${percent(goodputShare, 0)} of capacity (no protection ${percent(none.goodput / capacity, 0)}, under-pressure ${percent(pressure.goodput / capacity, 0)}), p99 ${fixed(p99Ratio, 1)}x of 1x`
+      `overload 4x: load shedding goodput ${percent(goodputShare, 0)} of capacity (no protection ${percent(none.goodput / capacity, 0)}, under-pressure ${percent(pressure.goodput / capacity, 0)}), p99 ${fixed(p99Ratio, 1)}x of 1x`,
+      stepReport.headline,
+      cpuReport.headline
     ]
   }
 }

@@ -44,5 +44,8 @@ t.test('npm run bench -- --smoke runs every benchmark and reports finite numbers
     t.notMatch(document.slice(document.indexOf(`## ${title}`)), /\bNaN\b|Infinity/, `${title}: no NaN or Infinity`)
     t.match(readFileSync(join(out, chart as string), 'utf8'), /^<svg [^>]*>[\s\S]*<rect [\s\S]*<\/svg>\n$/, `${title}: ${chart} written`)
   }
+  t.match(readFileSync(join(out, 'overload-step.svg'), 'utf8'), /^<svg [^>]*>[\s\S]*<path d="M[\s\S]*<\/svg>\n$/, 'Overload: overload-step.svg written, with lines')
+  t.match(document, /^### Capacity step$/m, 'Overload: the capacity step reported')
+  t.match(document, /^### CPU-bound route$/m, 'Overload: the CPU-bound route reported')
   t.equal(stdout.trim().split('\n').length >= 3, true, 'a headline per benchmark on stdout')
 })

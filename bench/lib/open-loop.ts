@@ -31,6 +31,21 @@ export interface OpenLoopOptions {
   durationMs: number
   /** A request not answered this long after its scheduled time is abandoned (ms). */
   timeoutMs: number
+  /**
+   * Width of the buckets of {@link OpenLoopResult.timeline} (ms).
+   * @default 1000
+   */
+  bucketMs?: number
+  /** Called once with the `performance.now()` time of the first scheduled send, so that the caller can time events against the schedule. */
+  onStart?: (startMs: number) => void
+}
+
+/** One bucket of {@link OpenLoopResult.timeline}. */
+export interface TimelineBucket {
+  /** Answers by outcome. */
+  counts: Record<Outcome, number>
+  /** Sum of the latencies of the successes (ms). */
+  successLatencyMsSum: number
 }
 
 /** What {@link openLoop} counted, over the requests scheduled after the warm-up. */
@@ -47,10 +62,19 @@ export interface OpenLoopResult {
   sendLagP99Ms: number
   /** CPU time (user + system) of this process during the run (ms). */
   cpuMs: number
+  /**
+   * Every request, the warm-up included, by outcome, bucketed by the time it
+   * was *scheduled*: bucket `i` holds the requests scheduled from `i * bucketMs`
+   * to `(i + 1) * bucketMs` after the start. At a fixed rate each bucket is
+   * offered the same load, and a request counts where it arrived, not where
+   * it was answered (at most one client timeout later).
+   */
+  timeline: TimelineBucket[]
 }
 
 interface Pending {
   scheduled: number
+  bucket: TimelineBucket
   counted: boolean
   done: boolean
   request: http.ClientRequest | undefined
@@ -77,8 +101,9 @@ function cpuMsSince (start: NodeJS.CpuUsage): number {
  * requests scheduled after the warm-up.
  */
 export async function openLoop (options: OpenLoopOptions): Promise<OpenLoopResult> {
-  const { rate, warmupMs, durationMs, timeoutMs } = options
+  const { rate, warmupMs, durationMs, timeoutMs, bucketMs = 1000 } = options
   if (!(rate > 0)) throw new RangeError(`rate must be positive, got ${rate}`)
+  if (!(bucketMs > 0)) throw new RangeError(`bucketMs must be positive, got ${bucketMs}`)
   const target = new URL(options.url)
   const agent = newAgent()
   const counts = emptyCounts()
@@ -87,6 +112,7 @@ export async function openLoop (options: OpenLoopOptions): Promise<OpenLoopResul
   const interval = 1000 / rate
   const total = Math.floor(((warmupMs + durationMs) / 1000) * rate)
   const countFrom = Math.ceil((warmupMs / 1000) * rate)
+  const timeline = Array.from({ length: Math.max(1, Math.ceil((warmupMs + durationMs) / bucketMs)) }, (): TimelineBucket => ({ counts: emptyCounts(), successLatencyMsSum: 0 }))
   const cpuStart = process.cpuUsage()
   // In scheduled order, so that the oldest pending request is always first.
   let queue: Pending[] = []
@@ -98,6 +124,8 @@ export async function openLoop (options: OpenLoopOptions): Promise<OpenLoopResul
     if (pending.done) return
     pending.done = true
     pending.request = undefined
+    pending.bucket.counts[outcome]++
+    if (outcome === 'success' && latencyMs !== undefined) pending.bucket.successLatencyMsSum += latencyMs
     if (!pending.counted) return
     counts[outcome]++
     if (outcome === 'success' && latencyMs !== undefined) successLatenciesMs.push(latencyMs)
@@ -105,7 +133,8 @@ export async function openLoop (options: OpenLoopOptions): Promise<OpenLoopResul
 
   const send = (index: number, now: number): void => {
     const scheduled = start + index * interval
-    const pending: Pending = { scheduled, counted: index >= countFrom, done: false, request: undefined }
+    const bucket = timeline[Math.min(timeline.length - 1, Math.floor((index * interval) / bucketMs))] as TimelineBucket
+    const pending: Pending = { scheduled, bucket, counted: index >= countFrom, done: false, request: undefined }
     queue.push(pending)
     if (pending.counted) sendLags.push(now - scheduled)
     const request = http.get({ hostname: target.hostname, port: target.port, path: target.pathname + target.search, agent }, (response) => {
@@ -159,6 +188,7 @@ export async function openLoop (options: OpenLoopOptions): Promise<OpenLoopResul
         resolve()
       }
     }
+    options.onStart?.(start)
     setTimeout(tick, 5)
   })
   agent.destroy()
@@ -169,7 +199,8 @@ export async function openLoop (options: OpenLoopOptions): Promise<OpenLoopResul
     counts,
     successLatenciesMs,
     sendLagP99Ms: sendLags.length === 0 ? 0 : sendLags[Math.min(sendLags.length - 1, Math.ceil(sendLags.length * 0.99) - 1)] as number,
-    cpuMs: cpuMsSince(cpuStart)
+    cpuMs: cpuMsSince(cpuStart),
+    timeline
   }
 }
 

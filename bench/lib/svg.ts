@@ -15,7 +15,8 @@ export interface BarGroup {
 
 const COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1']
 
-function escape (text: string): string {
+/** `text` made safe inside SVG text and attribute values. */
+export function escape (text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;')
 }
 

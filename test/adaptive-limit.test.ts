@@ -146,6 +146,18 @@ test('after a capacity drop (service time doubles) the limit leaves its floor: >
   t.ok(meanRttMs(after) <= 1.75 * slower.serviceMs, `mean RTT ${meanRttMs(after)} ms`)
 })
 
+test('after a capacity drop the limit does not walk down to its floor: from the second second on, every second serves >= 90 % of the new capacity', async (t) => {
+  for (const load of [2, 4]) {
+    const simulation = new Simulation()
+    simulation.run(10_000, load * capacity(POOL), POOL)
+    const slower: Service = { workers: 10, serviceMs: 40 }
+    const seconds = Array.from({ length: 5 }, () => simulation.run(1000, load * capacity(POOL), slower))
+    const shares = seconds.map((second) => goodput(second, 1000) / capacity(slower))
+    t.ok(shares.slice(1).every((share) => share >= 0.9), `${load}x: goodput per second ${shares.map((share) => share.toFixed(2)).join(', ')} of the new capacity`)
+    t.ok(Math.min(...seconds.map((second) => second.lowestLimit).slice(1)) >= slower.workers, `${load}x: the limit stays at or above the pool after the first second`)
+  }
+})
+
 test('after a capacity rise (service time halves) goodput follows within 5 s, and latency is back within the tolerance after the next probe', async (t) => {
   const simulation = new Simulation()
   simulation.run(10_000, 4 * capacity(POOL), POOL)

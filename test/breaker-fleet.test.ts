@@ -343,3 +343,30 @@ test('junk on the channel changes nothing: malformed, unknown or forged-looking 
   t.equal(await succeeding(a.db), 'ok')
   t.equal(a.logs.lines.filter((line) => line.msg === 'circuit breakers: ignored a malformed state from Redis').length, 4, 'the four messages about "db" with a bad state are logged')
 })
+
+test('an instance whose own breaker is open takes no trial of the fleet\'s: another instance does', async (t) => {
+  const clock = useFakeClock(t, ['Date'])
+  const where = fleet()
+  // Trial settings for the fleet: one trial after 1 s. The bad instance's own breaker stays open for a minute.
+  const [good1, good2] = await instances(t, where, 2, { db: { halfOpenAfterMs: 1000, halfOpenMaxCalls: 1 } }) as [Instance, Instance]
+  const bad = await instance(t, where, { db: { halfOpenAfterMs: 60_000, halfOpenMaxCalls: 1 } })
+  const observer = redisClient(t, where.port)
+  await succeeding(good1.db)
+  await succeeding(good2.db)
+  await waitFor('the successes counted', async () => (await fleetCounts(observer, where)).calls === 2)
+  for (let i = 0; i < 3; i++) await failing(bad.db)
+  t.equal(bad.db.state, 'open', 'bad opened its own breaker')
+  await waitFor('bad\'s failures counted (one failing instance: no trip)', async () => (await fleetCounts(observer, where)).fails === 3)
+  // The fleet opens on failures from two other instances.
+  await failing(good1.db)
+  await failing(good2.db)
+  await waitFor('the fleet open', () => good1.db.state === 'open' && good2.db.state === 'open')
+  clock.tick(1000)
+  t.equal(good1.db.state, 'half-open', 'the fleet is half-open')
+  t.equal(bad.db.state, 'open', 'bad says its own state: open')
+  let ran = false
+  t.ok(isCircuitOpenError(await bad.db.execute(async () => { ran = true }).catch((error: unknown) => error)), 'bad refuses at once')
+  t.notOk(ran)
+  t.equal(await succeeding(good1.db), 'ok', 'good1 gets the only trial, which bad did not take')
+  await waitFor('the fleet closed', () => good2.db.state === 'closed')
+})

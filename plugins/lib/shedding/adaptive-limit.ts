@@ -26,10 +26,13 @@
  * it; the previous limit is restored afterwards. Between probes the baseline
  * follows any lower window RTT at once, and a limit held at `minLimit` for 5
  * windows in a row takes its RTT as the baseline (Envoy's rule: at the floor
- * the RTT is as unqueued as it gets). So a baseline that became too low (the
- * service got slower for good) cannot hold the limit down for more than a few
- * windows, and one that became too high (it got faster) is corrected by the
- * next probe. Gradient2's long moving average is not used: under sustained
+ * the RTT is as unqueued as it gets). Sooner still, a limit that shrank by a
+ * quarter while the RTT did not come down by a tenth means the service got
+ * slower, not more queued, and the baseline is probed again at once (without
+ * this, a service time that doubles walks the limit down to its floor,
+ * below the connection pool, before the floor rule fires). So a baseline that
+ * became too low cannot hold the limit down for more than a few windows, and
+ * one that became too high (it got faster) is corrected by the next probe. Gradient2's long moving average is not used: under sustained
  * load it drifts up to the loaded RTT, and the limit inflates with the
  * latency it should prevent.
  *
@@ -99,6 +102,13 @@ export const ADAPTIVE_DEFAULTS: Omit<AdaptiveLimitSettings, 'maxLimit'> = {
 /** Windows in a row at `minLimit` after which the window's RTT becomes the baseline (Envoy's rule). */
 export const WINDOWS_AT_FLOOR_BEFORE_REBASELINE = 5
 const PROBE_JITTER = 0.15
+/**
+ * A limit shrunk to this share of where the shrinking started, with the RTT
+ * still above this share of what it was then, means the service got slower,
+ * not more queued: the baseline is measured again at once.
+ */
+const STALE_LIMIT_SHARE = 0.75
+const STALE_RTT_SHARE = 0.9
 
 export class AdaptiveLimit {
   /** The current limit, a whole number from `minLimit` to `maxLimit`. */
@@ -114,6 +124,8 @@ export class AdaptiveLimit {
   private windowSumMs = 0
   private windowMostInFlight = 0
   private windowsAtFloor = 0
+  /** While the limit shrinks: the limit and window RTT the shrinking is judged against. */
+  private anchor: { limit: number, rttMs: number } | undefined
   /** While measuring the baseline: requests admitted before this time are not samples. */
   private probeStartMs: number | undefined
   private nextProbeMs = 0
@@ -178,7 +190,16 @@ export class AdaptiveLimit {
     this.estimate = Math.min(maxLimit, Math.max(minLimit, estimate))
     this.limit = Math.floor(this.estimate)
     this.windowsAtFloor = this.limit <= minLimit ? this.windowsAtFloor + 1 : 0
-    if (nowMs >= this.nextProbeMs) {
+    // Queueing answers a smaller limit with a lower RTT. If the limit has
+    // shrunk by a quarter and the RTT has not come down by a tenth, the
+    // service itself got slower and the baseline is stale: measure it again
+    // now, not at the next probe nor once the limit sits on its floor.
+    let stale = false
+    if (gradient >= 1) this.anchor = undefined
+    else if (this.anchor === undefined || windowRttMs < STALE_RTT_SHARE * this.anchor.rttMs) this.anchor = { limit: estimate, rttMs: windowRttMs }
+    else if (estimate <= STALE_LIMIT_SHARE * this.anchor.limit) stale = true
+    if (nowMs >= this.nextProbeMs || stale) {
+      this.anchor = undefined
       this.probeStartMs = nowMs
       this.limit = minLimit
     }

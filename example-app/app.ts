@@ -21,8 +21,10 @@ export interface AppOptions {
   redisUrl?: string
   /** Enables the flag admin API (`/metrics` stays open). */
   adminToken?: string
-  /** Load shedding limit. */
+  /** Ceiling of the load shedding limit (the limit itself when `sheddingLimit` is `'static'`). */
   maxConcurrent?: number
+  /** How load shedding sets its limit: learnt from latency (the default), or `maxConcurrent`. */
+  sheddingLimit?: 'static' | 'adaptive'
   /** Players seeded into an empty database. */
   seedPlayers?: number
   /** Prefix of this app's Redis keys and flag hash (tests give each app its own). */
@@ -93,7 +95,7 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(resilience, {
     metrics: { registry, defaultMetrics: true },
-    loadShedding: { maxConcurrent: options.maxConcurrent ?? 1000 },
+    loadShedding: { maxConcurrent: options.maxConcurrent ?? 1000, limit: options.sheddingLimit ?? 'adaptive' },
     flags: {
       defaults: { player_lookup: true, leaderboard: true },
       ...(options.redisUrl === undefined ? {} : { redis: { key: `${prefix}flags`, channel: `${prefix}flags` } }),

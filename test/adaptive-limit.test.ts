@@ -158,6 +158,31 @@ test('after a capacity drop the limit does not walk down to its floor: from the 
   }
 })
 
+test('below half its limit a slower service does not move the limit (Gradient2\'s app-limited rule): nothing is refused', async (t) => {
+  const simulation = new Simulation()
+  const light = simulation.run(10_000, 0.3 * capacity(POOL), POOL)
+  t.equal(simulation.limiter.limit, ADAPTIVE_DEFAULTS.initialLimit, `the limit holds at ${ADAPTIVE_DEFAULTS.initialLimit} while about 3 requests are in flight`)
+  t.ok(light.shed <= 0.01 * light.ok, 'little refused (the first baseline window only)')
+  // A heavier mix: each request now takes twice as long, about 6 in flight, still below half the limit.
+  const heavier: Service = { workers: 10, serviceMs: 40 }
+  const slow = simulation.run(10_000, 0.3 * capacity(POOL), heavier)
+  t.equal(slow.shed, 0, `nothing refused (limits ${slow.lowestLimit}-${slow.highestLimit})`)
+  t.equal(slow.lowestLimit, ADAPTIVE_DEFAULTS.initialLimit, 'the limit did not shrink')
+})
+
+test('a limit grown in a rush eases back towards 4 times the traffic once the rush is over, refusing nothing', async (t) => {
+  const simulation = new Simulation()
+  const big: Service = { workers: 40, serviceMs: 20 }
+  simulation.run(10_000, 2 * capacity(big), big)
+  const grown = simulation.limiter.limit
+  t.ok(grown >= 40, `the limit grew with the big pool (${grown})`)
+  // Light traffic: about 3 in flight.
+  const quiet = simulation.run(5000, 0.15, POOL)
+  t.equal(quiet.shed, 0, 'nothing refused while it eases')
+  t.ok(simulation.limiter.limit <= 1.25 * ADAPTIVE_DEFAULTS.initialLimit, `back near max(initialLimit, 4 × in flight): ${simulation.limiter.limit}`)
+  t.ok(simulation.limiter.limit >= ADAPTIVE_DEFAULTS.initialLimit, 'never below initialLimit')
+})
+
 test('after a capacity rise (service time halves) goodput follows within 5 s, and latency is back within the tolerance after the next probe', async (t) => {
   const simulation = new Simulation()
   simulation.run(10_000, 4 * capacity(POOL), POOL)

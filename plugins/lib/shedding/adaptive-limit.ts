@@ -15,8 +15,11 @@
  * The sqrt headroom is added only when nothing queues: added under queueing
  * too (as Gradient2 does) it outweighs a mild gradient and the limit creeps up
  * forever.
- * Growth stops while the service uses less than half the limit (Gradient2's
- * app-limited rule), so an idle service does not open up to `maxLimit`.
+ * While the service uses less than half the limit, the limit moves neither
+ * way (Gradient2's app-limited rule): an idle service does not open up to
+ * `maxLimit`, and a slower mix of requests at low load does not shrink it
+ * (that latency is not queueing a lower limit would cure; shrinking would
+ * only refuse the next burst).
  *
  * The baseline is measured as Envoy does: the first window runs at
  * `minLimit` (a window measured at `initialLimit` under load would include
@@ -108,6 +111,8 @@ const PROBE_JITTER = 0.15
  * not more queued: the baseline is measured again at once.
  */
 const STALE_LIMIT_SHARE = 0.75
+/** Below half the limit, it eases back towards this many times the requests in flight. */
+const APP_LIMITED_HEADROOM = 4
 const STALE_RTT_SHARE = 0.9
 
 export class AdaptiveLimit {
@@ -168,8 +173,43 @@ export class AdaptiveLimit {
     return this.limit !== before
   }
 
+  /**
+   * Moves the limit by the gradient (the service uses at least half of it);
+   * true when the baseline looks stale: queueing answers a smaller limit with
+   * a lower RTT, so a limit shrunk by a quarter with an RTT not down by a
+   * tenth means the service itself got slower, and the baseline is measured
+   * again now, not at the next probe nor once the limit sits on its floor.
+   */
+  private follow (windowRttMs: number): boolean {
+    const { minLimit, maxLimit, rttTolerance, smoothing } = this.settings
+    // A zero RTT (a coarse clock) means no queueing at all.
+    const gradient = windowRttMs === 0 ? 1 : Math.max(0.5, Math.min(1, rttTolerance * (this.baselineRttMs as number) / windowRttMs))
+    let estimate = this.estimate
+    if (gradient < 1) estimate *= 1 - smoothing * (1 - gradient)
+    else estimate += Math.sqrt(estimate)
+    this.estimate = Math.min(maxLimit, Math.max(minLimit, estimate))
+    this.limit = Math.floor(this.estimate)
+    this.windowsAtFloor = this.limit <= minLimit ? this.windowsAtFloor + 1 : 0
+    if (gradient >= 1) {
+      this.anchor = undefined
+    } else if (this.anchor === undefined || windowRttMs < STALE_RTT_SHARE * this.anchor.rttMs) {
+      this.anchor = { limit: estimate, rttMs: windowRttMs }
+    } else if (estimate <= STALE_LIMIT_SHARE * this.anchor.limit) {
+      return true
+    }
+    return false
+  }
+
+  /** Below half the limit: eases a limit far above the traffic back towards it, by `smoothing` per window. */
+  private ease (mostInFlight: number): void {
+    const floor = Math.max(this.settings.minLimit, this.settings.initialLimit, APP_LIMITED_HEADROOM * mostInFlight)
+    if (this.estimate <= floor) return
+    this.estimate -= this.settings.smoothing * (this.estimate - floor)
+    this.limit = Math.floor(this.estimate)
+  }
+
   private update (windowRttMs: number, mostInFlight: number, nowMs: number): void {
-    const { minLimit, maxLimit, rttTolerance, smoothing, probeIntervalMs } = this.settings
+    const { minLimit, probeIntervalMs } = this.settings
     if (this.probeStartMs !== undefined) {
       this.baselineRttMs = windowRttMs
       this.probeStartMs = undefined
@@ -182,22 +222,17 @@ export class AdaptiveLimit {
       this.baselineRttMs = windowRttMs
       this.windowsAtFloor = 0
     }
-    // A zero RTT (a coarse clock) means no queueing at all.
-    const gradient = windowRttMs === 0 ? 1 : Math.max(0.5, Math.min(1, rttTolerance * (this.baselineRttMs as number) / windowRttMs))
-    let estimate = this.estimate
-    if (gradient < 1) estimate *= 1 - smoothing * (1 - gradient)
-    else if (mostInFlight >= estimate / 2) estimate += Math.sqrt(estimate)
-    this.estimate = Math.min(maxLimit, Math.max(minLimit, estimate))
-    this.limit = Math.floor(this.estimate)
-    this.windowsAtFloor = this.limit <= minLimit ? this.windowsAtFloor + 1 : 0
-    // Queueing answers a smaller limit with a lower RTT. If the limit has
-    // shrunk by a quarter and the RTT has not come down by a tenth, the
-    // service itself got slower and the baseline is stale: measure it again
-    // now, not at the next probe nor once the limit sits on its floor.
+    // Gradient2's rule: while the service uses less than half the limit, the
+    // limit is not what holds it back, and a slower window (a heavier mix of
+    // requests, a slower dependency) is not queueing that a lower limit would
+    // cure: the limit moves neither way. Shrinking it there would only refuse
+    // the next burst.
+    // It only eases back towards APP_LIMITED_HEADROOM times the window's
+    // peak (never below `initialLimit`), so that a limit grown in an earlier
+    // rush does not let the next overload's first seconds queue deep.
     let stale = false
-    if (gradient >= 1) this.anchor = undefined
-    else if (this.anchor === undefined || windowRttMs < STALE_RTT_SHARE * this.anchor.rttMs) this.anchor = { limit: estimate, rttMs: windowRttMs }
-    else if (estimate <= STALE_LIMIT_SHARE * this.anchor.limit) stale = true
+    if (mostInFlight >= this.estimate / 2) stale = this.follow(windowRttMs)
+    else this.ease(mostInFlight)
     if (nowMs >= this.nextProbeMs || stale) {
       this.anchor = undefined
       this.probeStartMs = nowMs

@@ -183,6 +183,13 @@ test('a limit grown in a rush eases back towards 4 times the traffic once the ru
   t.ok(simulation.limiter.limit >= ADAPTIVE_DEFAULTS.initialLimit, 'never below initialLimit')
 })
 
+test('just above capacity (1.05x) it refuses little more than the excess: re-measurements of a stale-looking baseline are spaced out', async (t) => {
+  const simulation = new Simulation()
+  const period = simulation.run(120_000, 1.05 * capacity(POOL), POOL)
+  const refused = period.shed / (period.ok + period.shed)
+  t.ok(refused <= 0.06, `${(100 * refused).toFixed(2)} % refused (the excess is 4.8 %)`)
+})
+
 test('after a capacity rise (service time halves) goodput follows within 5 s, and latency is back within the tolerance after the next probe', async (t) => {
   const simulation = new Simulation()
   simulation.run(10_000, 4 * capacity(POOL), POOL)

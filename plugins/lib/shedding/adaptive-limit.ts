@@ -111,6 +111,12 @@ const PROBE_JITTER = 0.15
  * not more queued: the baseline is measured again at once.
  */
 const STALE_LIMIT_SHARE = 0.75
+/**
+ * Windows after a re-measurement forced by a stale baseline before another
+ * may be forced: near capacity, queueing alone can look stale for a while,
+ * and each re-measurement refuses what is above `minLimit` for a window.
+ */
+const STALE_PROBE_SPACING_WINDOWS = 50
 /** Below half the limit, it eases back towards this many times the requests in flight. */
 const APP_LIMITED_HEADROOM = 4
 const STALE_RTT_SHARE = 0.9
@@ -131,6 +137,8 @@ export class AdaptiveLimit {
   private windowsAtFloor = 0
   /** While the limit shrinks: the limit and window RTT the shrinking is judged against. */
   private anchor: { limit: number, rttMs: number } | undefined
+  /** No re-measurement is forced by a stale baseline before this time. */
+  private staleProbeNotBeforeMs = 0
   /** While measuring the baseline: requests admitted before this time are not samples. */
   private probeStartMs: number | undefined
   private nextProbeMs = 0
@@ -231,8 +239,9 @@ export class AdaptiveLimit {
     // peak (never below `initialLimit`), so that a limit grown in an earlier
     // rush does not let the next overload's first seconds queue deep.
     let stale = false
-    if (mostInFlight >= this.estimate / 2) stale = this.follow(windowRttMs)
+    if (mostInFlight >= this.estimate / 2) stale = this.follow(windowRttMs) && nowMs >= this.staleProbeNotBeforeMs
     else this.ease(mostInFlight)
+    if (stale) this.staleProbeNotBeforeMs = nowMs + STALE_PROBE_SPACING_WINDOWS * this.settings.windowMs
     if (nowMs >= this.nextProbeMs || stale) {
       this.anchor = undefined
       this.probeStartMs = nowMs

@@ -73,8 +73,9 @@ export class FleetStore implements FleetLink {
   private flushTimer: NodeJS.Timeout | undefined
   private recoveryTimer: NodeJS.Timeout | undefined
   private reloading: Promise<void> | undefined
-  /** `start()` waiting for the first reading. */
-  private readonly syncWaiters: Array<() => void> = []
+  /** Settles once every breaker was first read (or the store closed): what `start()` waits for. */
+  private readonly firstSync: Promise<void>
+  private markFirstSync!: () => void
 
   /** The commands connection (re)connected: read again only if an outage made us stop following the fleet (messages come on the other one). */
   private readonly onCommandsReady = (): void => { if (!this.readOk) this.reload() }
@@ -110,6 +111,7 @@ export class FleetStore implements FleetLink {
   constructor (settings: FleetStoreSettings, log: FastifyBaseLogger) {
     this.settings = settings
     this.log = log
+    this.firstSync = new Promise<void>((resolve) => { this.markFirstSync = resolve })
     this.subscriber = settings.client.duplicate()
     this.subscriber.on('error', this.onConnectionError)
     this.subscriber.on('close', this.onSubscriberLost)
@@ -126,8 +128,7 @@ export class FleetStore implements FleetLink {
 
   /** Waits (at most a second) for the first reading of the fleet's state; never fails start-up. */
   async start (): Promise<void> {
-    const synced = new Promise<void>((resolve) => { this.syncWaiters.push(resolve) })
-    await withinMs(synced, BACKGROUND_TIMEOUT_MS).catch(() => {
+    await withinMs(this.firstSync, BACKGROUND_TIMEOUT_MS).catch(() => {
       this.unavailable(new Error('Redis did not answer at start-up'), 'starting')
     })
   }
@@ -187,17 +188,13 @@ export class FleetStore implements FleetLink {
     this.closed = true
     clearTimeout(this.flushTimer)
     clearInterval(this.recoveryTimer)
-    this.wakeSyncWaiters()
+    this.markFirstSync()
     this.commands.off('ready', this.onCommandsReady)
     this.commands.disconnect()
     this.subscriber.off('ready', this.onSubscriberReady)
     this.subscriber.off('message', this.onMessage)
     this.subscriber.off('close', this.onSubscriberLost)
     this.subscriber.disconnect()
-  }
-
-  private wakeSyncWaiters (): void {
-    for (const resolve of this.syncWaiters.splice(0)) resolve()
   }
 
   /** Applies a state from Redis, or says it was not one. */
@@ -251,7 +248,7 @@ export class FleetStore implements FleetLink {
         this.log.info('circuit breakers: Redis is reachable again; following the fleet\'s state')
       }
       for (const { circuit } of this.circuits.values()) circuit.changed()
-      this.wakeSyncWaiters()
+      this.markFirstSync()
     } catch (error) {
       this.unavailable(error, 'reading the fleet\'s state')
     }

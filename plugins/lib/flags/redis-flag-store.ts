@@ -2,10 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisClient } from '../shared/redis-client.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
-import { beforeGiveUp } from '../shared/give-up.js'
-import { Deadlines } from '../shared/deadlines.js'
-import { callWithTimeout } from '../shared/timeout.js'
-import { neverAborted } from '../shared/abort.js'
+import { beforeGiveUp, withinMs } from '../shared/give-up.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
 
@@ -88,8 +85,6 @@ export class RedisFlagStore implements FlagStore {
   private readonly subscriber: RedisClient
   private readonly writer: RedisClient
   private readonly writerReady: Promise<unknown>
-  /** Deadlines of `commandTimeoutMs` for loading and subscribing. */
-  private readonly deadlines: Deadlines
   private unavailable = false
   /** A connection came (back): read the hash, on the writer once it is up (its own 'ready' comes later otherwise). */
   private readonly onReady = (): void => {
@@ -134,7 +129,6 @@ export class RedisFlagStore implements FlagStore {
 
   constructor (settings: RedisFlagStoreSettings, flags: FeatureFlags, log: FastifyBaseLogger) {
     this.settings = settings
-    this.deadlines = new Deadlines(settings.commandTimeoutMs)
     this.flags = flags
     this.log = log
     this.subscriber = settings.client.duplicate()
@@ -152,9 +146,9 @@ export class RedisFlagStore implements FlagStore {
   /** Subscribes, connects the writer and loads every value; never fails start-up (Redis may come later). */
   async start (): Promise<void> {
     await Promise.all([
-      callWithTimeout(async () => await this.subscribed, neverAborted, this.deadlines).catch(this.onSubscriberLost),
+      withinMs(this.subscribed, this.settings.commandTimeoutMs).catch(this.onSubscriberLost),
       // Without an offline queue, a change made before the writer is connected would be refused.
-      callWithTimeout(async () => await this.writerReady, neverAborted, this.deadlines).catch(() => {})
+      withinMs(this.writerReady, this.settings.commandTimeoutMs).catch(() => {})
     ])
     await this.reload()
   }
@@ -205,7 +199,7 @@ export class RedisFlagStore implements FlagStore {
   async reload (): Promise<void> {
     let stored: Record<string, string>
     try {
-      stored = await callWithTimeout(async () => await this.writer.hgetall(this.settings.key), neverAborted, this.deadlines)
+      stored = await withinMs(this.writer.hgetall(this.settings.key), this.settings.commandTimeoutMs)
     } catch (error) {
       this.log.warn({ err: error }, 'feature flags: could not load the values from Redis; keeping the last known values')
       return

@@ -10,14 +10,14 @@ import { collectedGauge, talliedCounter, useMetricsRegistry } from './lib/metric
 import type { Tally } from './lib/metrics/registry.js'
 import { OptionReader } from './lib/shared/options.js'
 import { registerOnce } from './lib/shared/register-once.js'
-import type { RedisClient } from './lib/shared/redis-client.js'
-import { appRedisOf, redisClientOption } from './lib/shared/redis-option.js'
+import type { RedisClient } from './lib/redis/redis-client.js'
+import { appRedisOf, redisClientOption } from './lib/redis/redis-option.js'
 
 export { Breaker } from './lib/breaker/breaker.js'
 export { isCausedByRequest, isServerFailure } from './lib/shared/failure.js'
 export type { BreakerSnapshot, BreakerState, CallResult } from './lib/breaker/breaker.js'
 export type { CallContext } from './lib/shared/timeout.js'
-export type { RedisClient } from './lib/shared/redis-client.js'
+export type { RedisClient } from './lib/redis/redis-client.js'
 
 const PLUGIN = 'fastify-resilience-breaker'
 

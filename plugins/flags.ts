@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import type { RedisClient } from './lib/shared/redis-client.js'
-import { appRedisOf, redisClientOption } from './lib/shared/redis-option.js'
+import type { RedisClient } from './lib/redis/redis-client.js'
+import { appRedisOf, redisClientOption } from './lib/redis/redis-option.js'
 import { FeatureDisabledError } from './errors.js'
 import { FeatureFlags, checkFlagName, checkFlagValue, enabledShare } from './lib/flags/feature-flags.js'
 import type { FlagValue } from './lib/flags/feature-flags.js'
@@ -14,7 +14,7 @@ import { routeLabel, routeResilience } from './lib/route/route-config.js'
 
 export { FeatureFlags } from './lib/flags/feature-flags.js'
 export type { FlagValue, FlagChangeListener } from './lib/flags/feature-flags.js'
-export type { RedisClient } from './lib/shared/redis-client.js'
+export type { RedisClient } from './lib/redis/redis-client.js'
 
 const PLUGIN = 'fastify-resilience-flags'
 

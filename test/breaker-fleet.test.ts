@@ -53,7 +53,7 @@ const failing = async (db: Breaker): Promise<unknown> => await db.execute(async 
 const succeeding = async (db: Breaker): Promise<unknown> => await db.execute(async () => 'ok')
 
 async function fleetCounts (redis: Redis, where: Fleet): Promise<{ state: string, calls: number, fails: number }> {
-  const [state, calls, fails] = await redis.hmget(`${where.names.prefix}{db}`, 'state', 'calls', 'fails')
+  const [state, calls, fails] = await redis.hmget(`${where.names.prefix}{db}`, 'state', 'calls', 'failures')
   return { state: state ?? 'closed', calls: Number(calls ?? 0), fails: Number(fails ?? 0) }
 }
 
@@ -331,8 +331,9 @@ test('junk on the channel changes nothing: malformed, unknown or forged-looking 
   const where = fleet()
   const [a] = await instances(t, where, 1) as [Instance]
   const publisher = redisClient(t, where.port)
-  const junk = ['not json', '[]', 'null', '42', '{"n":"db"}', '{"n":"db","s":"weird","g":9,"t":0,"o":0,"e":"x"}', '{"n":"db","s":"open","g":"9","t":0,"o":0,"e":"x"}',
-    '{"n":"db","s":"open","g":9,"t":0,"o":0}', '{"n":"db","k":"slot"}', '{"n":"nope","s":"open","g":9,"t":1e15,"o":1,"e":"x"}', '{"n":7}']
+  const junk = ['not json', '[]', 'null', '42', '{"name":"db"}', '{"name":"db","state":"weird","generation":9,"openUntil":0,"openings":0,"epoch":"x"}',
+    '{"name":"db","state":"open","generation":"9","openUntil":0,"openings":0,"epoch":"x"}', '{"name":"db","state":"open","generation":9,"openUntil":0,"openings":0}',
+    '{"name":"db","kind":"slot"}', '{"name":"nope","state":"open","generation":9,"openUntil":1e15,"openings":1,"epoch":"x"}', '{"name":7}', '{"kind":"presence"}', '{"kind":7}']
   for (const message of junk) await publisher.publish(where.names.channel, message)
   // Redis delivers in order: once a marker breaker hears a real change, every junk message before it was handled.
   const marker = a.app.breaker('marker')

@@ -2,7 +2,7 @@ import { ConstantBackoff } from 'cockatiel'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { CircuitOpenError, withRetryAfter } from '../../errors.js'
 import { neverAborted } from '../shared/abort.js'
-import { CircuitStateMachine, REFUSED } from './circuit-state.js'
+import { CircuitStateMachine } from './circuit-state.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
 import type { FleetCircuit, FleetSettings } from './fleet-circuit.js'
 import { Deadlines } from '../shared/deadlines.js'
@@ -59,13 +59,21 @@ export interface BreakerSnapshot {
    * instance's breaker decides alone.
    */
   shared?: 'synced' | 'local-only'
+  /**
+   * Fleet-wide breakers only: the instances of the fleet alive as this one
+   * last counted them (itself included), once counted: the fleet trips on
+   * failures from `min(quorum, fleetInstances)` instances.
+   */
+  fleetInstances?: number
 }
 
 const DEFAULT_ISOLATED_RETRY_AFTER_MS = 30_000
-/** How a call was admitted, so that its result is settled where it was counted. */
-const LOCAL = 0
-const TRIAL = 1
-type Admitted = typeof LOCAL | typeof TRIAL
+/**
+ * Where a call was admitted, so that its result is settled where it was
+ * counted: by this instance's breaker in its `generation` (the fleet hears it
+ * as a call of its `fleetGeneration`), or as a trial the fleet granted.
+ */
+type Admission = { trial: false, generation: number, fleetGeneration: number } | { trial: true, fleetGeneration: number }
 /** The context of calls whose caller cannot give up, made once. */
 const UNABORTABLE: CallContext = Object.freeze({ signal: neverAborted })
 
@@ -160,8 +168,8 @@ export class Breaker {
   /** The closed path: this instance's breaker admits, and the fleet hears the result later. */
   private executeLocal<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal): Promise<T> {
     const generation = this.machine.admit()
-    if (generation === REFUSED) return Promise.reject(this.refuse())
-    return this.run(fn, signal, LOCAL, generation, this.fleet === undefined ? 0 : this.fleet.gen)
+    if (generation === undefined) return Promise.reject(this.refuse())
+    return this.run(fn, signal, { trial: false, generation, fleetGeneration: this.fleet === undefined ? 0 : this.fleet.generation })
   }
 
   /** A half-open fleet: one of its trials, granted by Redis; Redis unreachable leaves it to this instance's breaker. */
@@ -170,13 +178,13 @@ export class Breaker {
     // This instance's own path is broken: it takes no trial of the fleet's.
     if (local === 'open' || local === 'isolated') throw this.refuse()
     const answer = await fleet.trial()
-    if (answer.granted) return await this.run(fn, signal, TRIAL, 0, answer.gen)
+    if (answer.granted) return await this.run(fn, signal, { trial: true, fleetGeneration: answer.generation })
     if (answer.local) return await this.executeLocal(fn, signal)
     throw this.refuse()
   }
 
   /** Runs an admitted call and settles its outcome where it was admitted. */
-  private run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, admitted: Admitted, generation: number, fleetGen: number): Promise<T> {
+  private run<T>(fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, admission: Admission): Promise<T> {
     let running: PromiseLike<T> | T
     try {
       running = this.deadlines === undefined
@@ -187,23 +195,23 @@ export class Breaker {
     }
     return Promise.resolve(running).then((value) => {
       this.observer.counted(this, 'success')
-      this.settle(admitted, generation, fleetGen, 'success', undefined)
+      this.settle(admission, 'success', undefined)
       return value
     }, (error: unknown) => {
       const outcome = signal.aborted ? 'neutral' : this.judge(error)
       this.observer.counted(this, outcome === 'failure' ? 'failure' : 'success')
-      this.settle(admitted, generation, fleetGen, outcome, error)
+      this.settle(admission, outcome, error)
       throw error
     })
   }
 
-  private settle (admitted: Admitted, generation: number, fleetGen: number, outcome: CallOutcome, error: unknown): void {
-    if (admitted === TRIAL) {
-      this.fleet?.settleTrial(fleetGen, outcome, error)
+  private settle (admission: Admission, outcome: CallOutcome, error: unknown): void {
+    if (admission.trial) {
+      this.fleet?.settleTrial(admission.fleetGeneration, outcome, error)
       return
     }
-    this.machine.settle(generation, outcome, error)
-    this.fleet?.record(fleetGen, outcome)
+    this.machine.settle(admission.generation, outcome, error)
+    this.fleet?.record(admission.fleetGeneration, outcome)
   }
 
   /**
@@ -236,7 +244,11 @@ export class Breaker {
 
   toJSON (): BreakerSnapshot {
     const snapshot: BreakerSnapshot = { name: this.name, state: this.state, retryAfterMs: this.retryAfterMs, window: this.machine.window, halfOpenCalls: this.machine.halfOpenCalls }
-    if (this.fleet !== undefined) snapshot.shared = this.fleet.synced ? 'synced' : 'local-only'
+    if (this.fleet !== undefined) {
+      snapshot.shared = this.fleet.synced ? 'synced' : 'local-only'
+      const instances = this.fleet.fleetInstances
+      if (instances !== undefined) snapshot.fleetInstances = instances
+    }
     return snapshot
   }
 

@@ -22,9 +22,6 @@ export interface CircuitSettings {
 /** Told of every state change; `error` is the failure that opened the circuit. */
 export type TransitionListener = (from: BreakerState, to: BreakerState, error: unknown) => void
 
-/** Returned by `admit()` for a call that must be refused. */
-export const REFUSED = -1
-
 /**
  * gobreaker's state machine, with its generations.
  *
@@ -88,8 +85,8 @@ export class CircuitStateMachine {
     return this.refresh(Date.now()) === 'half-open' ? this.trials : 0
   }
 
-  /** Admits a call and counts it: its generation, or `REFUSED`. */
-  admit (): number {
+  /** Admits a call and counts it: its generation, or undefined when it must be refused. */
+  admit (): number | undefined {
     const now = Date.now()
     const state = this.refresh(now)
     if (state === 'closed') {
@@ -101,7 +98,7 @@ export class CircuitStateMachine {
       this.trials++
       return this.generation
     }
-    return REFUSED
+    return undefined
   }
 
   /** Records how a call admitted in `generation` ended; a late result changes nothing. */

@@ -5,9 +5,10 @@ import type { BreakerState, CallOutcome } from './circuit-state.js'
 /** The fleet's state of one breaker as Redis last told it. */
 export interface FleetState {
   state: BreakerState
-  gen: number
+  /** Bumped on every state change of the fleet's breaker. */
+  generation: number
   /** Open: when the open period ends (ms since the epoch). */
-  till: number
+  openUntil: number
   /** Openings in a row (the step of the open-period backoff). */
   openings: number
   /** Made with the Redis hash: generations compare only within one epoch. */
@@ -17,8 +18,8 @@ export interface FleetState {
 /** How a fleet-wide breaker treats a new call. */
 export type FleetAdmission = 'local' | 'refuse' | 'ask'
 
-/** A trial asked of the fleet: granted (in generation `gen`), refused, or left to the local breaker. */
-export type TrialAnswer = { granted: true, gen: number } | { granted: false, local: boolean }
+/** A trial asked of the fleet: granted (in the fleet's `generation`), refused, or left to the local breaker. */
+export type TrialAnswer = { granted: true, generation: number } | { granted: false, local: boolean }
 
 /** The settings of a breaker that the fleet's scripts need. */
 export interface FleetSettings {
@@ -33,11 +34,13 @@ export interface FleetSettings {
 
 /** What a circuit asks of the store: the Redis side. */
 export interface FleetLink {
-  /** True while Redis answers: the fleet's state is known and followed. */
-  readonly synced: boolean
-  report: (circuit: FleetCircuit, gen: number, calls: number, failures: number) => void
+  /** Subscribed to the fleet's channel now: changes are heard. */
+  readonly subscribed: boolean
+  /** Live instances of the fleet as last counted; undefined until counted. */
+  readonly fleetInstances: number | undefined
+  report: (circuit: FleetCircuit, generation: number, calls: number, failures: number) => void
   trial: (circuit: FleetCircuit) => Promise<TrialAnswer>
-  settle: (circuit: FleetCircuit, gen: number, outcome: CallOutcome, openMs: number) => void
+  settle: (circuit: FleetCircuit, generation: number, outcome: CallOutcome, openMs: number) => void
   isolate: (circuit: FleetCircuit, holds: number) => void
   /** Successes are sent in batches: asks for a flush within the batching period. */
   scheduleFlush: () => void
@@ -58,26 +61,28 @@ export class FleetCircuit {
   readonly settings: FleetSettings
   private readonly link: FleetLink
   private readonly onChange: () => void
-  private fleet: FleetState = { state: 'closed', gen: 0, till: 0, openings: 0, epoch: '' }
-  /** Successful calls and failures of generation `pendingGen` not sent yet. */
+  /**
+   * This breaker's state was read from Redis since its last failed command
+   * (the store sets it). With the subscription up, the fleet is followed.
+   * Each breaker has its own, so a Redis Cluster slot that is lost makes
+   * only its own breakers local-only.
+   */
+  tracked = false
+  private fleet: FleetState = { state: 'closed', generation: 0, openUntil: 0, openings: 0, epoch: '' }
+  /** Successful calls and failures of generation `pendingGeneration` not sent yet. */
   private pendingCalls = 0
   private pendingFailures = 0
-  private pendingGen = 0
+  private pendingGeneration = 0
   /** The half-open generation whose trials are all taken, as a refusal said. */
-  private fullGen = -1
-  /** Isolation handles held by this instance; whether it ever held one (so a release lost in an outage is sent again). */
-  private holds = 0
-  private everIsolated = false
+  private fullGeneration: number | undefined
+  /** Isolation handles held by this instance: undefined until it first holds one (a release lost in an outage is sent again). */
+  private holds: number | undefined
 
   constructor (name: string, settings: FleetSettings, link: FleetLink, onChange: () => void) {
     this.name = name
     this.settings = settings
     this.link = link
     this.onChange = onChange
-  }
-
-  get state (): FleetState {
-    return this.fleet
   }
 
   /** The fleet's state is closed: the hot path's one check. */
@@ -87,11 +92,17 @@ export class FleetCircuit {
 
   /** True while the fleet's state is followed through Redis. */
   get synced (): boolean {
-    return this.link.synced
+    return this.tracked && this.link.subscribed
   }
 
-  get isolationHolds (): number {
-    return this.everIsolated ? this.holds : -1
+  /** Live instances of the fleet as last counted (this one included). */
+  get fleetInstances (): number | undefined {
+    return this.link.fleetInstances
+  }
+
+  /** Isolation handles this instance holds; undefined if it never held one. */
+  get isolationHolds (): number | undefined {
+    return this.holds
   }
 
   /**
@@ -102,16 +113,16 @@ export class FleetCircuit {
    * everything else is the local breaker's.
    */
   admission (now: number): FleetAdmission {
-    const { state, till, gen } = this.fleet
+    const { state, openUntil, generation } = this.fleet
     if (state === 'isolated') return 'refuse'
-    if (state === 'open' && now < till) return 'refuse'
-    if (!this.link.synced) return 'local'
-    return this.fullGen === gen ? 'refuse' : 'ask'
+    if (state === 'open' && now < openUntil) return 'refuse'
+    if (!this.synced) return 'local'
+    return this.fullGeneration === generation ? 'refuse' : 'ask'
   }
 
   /** The fleet's generation for a call admitted on the closed path now. */
-  get gen (): number {
-    return this.fleet.gen
+  get generation (): number {
+    return this.fleet.generation
   }
 
   /**
@@ -120,25 +131,25 @@ export class FleetCircuit {
    * unreachable). An open period that ended reads as half-open.
    */
   stateAt (now: number): BreakerState | undefined {
-    const state = this.fleet.state === 'open' && now >= this.fleet.till ? 'half-open' : this.fleet.state
-    if (state === 'closed' || (state === 'half-open' && !this.link.synced)) return undefined
+    const state = this.fleet.state === 'open' && now >= this.fleet.openUntil ? 'half-open' : this.fleet.state
+    if (state === 'closed' || (state === 'half-open' && !this.synced)) return undefined
     return state
   }
 
   /** Milliseconds left of the fleet's open period (0 unless open). */
   openRemainingMs (now: number): number {
-    return this.fleet.state === 'open' ? Math.max(0, this.fleet.till - now) : 0
+    return this.fleet.state === 'open' ? Math.max(0, this.fleet.openUntil - now) : 0
   }
 
   /**
-   * Counts the result of a call admitted on the closed path in generation
-   * `gen`: failures are sent at once (with the successes pending), successes
-   * within the batching period. Results of an older generation, and neutral
-   * ones, count for nothing.
+   * Counts the result of a call admitted on the closed path in the fleet's
+   * `generation`: failures are sent at once (with the successes pending),
+   * successes within the batching period. Results of an older generation,
+   * and neutral ones, count for nothing.
    */
-  record (gen: number, outcome: CallOutcome): void {
-    if (outcome === 'neutral' || gen !== this.fleet.gen || this.fleet.state !== 'closed' || !this.link.synced) return
-    if (gen !== this.pendingGen) this.dropPending(gen)
+  record (generation: number, outcome: CallOutcome): void {
+    if (outcome === 'neutral' || generation !== this.fleet.generation || this.fleet.state !== 'closed' || !this.synced) return
+    if (generation !== this.pendingGeneration) this.dropPending(generation)
     this.pendingCalls++
     if (outcome === 'failure') {
       this.pendingFailures++
@@ -151,21 +162,21 @@ export class FleetCircuit {
   /** Sends the pending counts, if any are still of the fleet's generation. */
   flush (): void {
     if (this.pendingCalls === 0) return
-    const { pendingGen, pendingCalls, pendingFailures } = this
-    this.dropPending(pendingGen)
-    if (pendingGen === this.fleet.gen && this.fleet.state === 'closed') this.link.report(this, pendingGen, pendingCalls, pendingFailures)
+    const { pendingGeneration, pendingCalls, pendingFailures } = this
+    this.dropPending(pendingGeneration)
+    if (pendingGeneration === this.fleet.generation && this.fleet.state === 'closed') this.link.report(this, pendingGeneration, pendingCalls, pendingFailures)
   }
 
   /** Asks the fleet for a trial slot (the caller has seen `admission()` say `'ask'`). */
   async trial (): Promise<TrialAnswer> {
     const answer = await this.link.trial(this)
-    if (!answer.granted && !answer.local && this.fleet.state === 'half-open') this.fullGen = this.fleet.gen
+    if (!answer.granted && !answer.local && this.fleet.state === 'half-open') this.fullGeneration = this.fleet.generation
     return answer
   }
 
-  /** Settles a trial granted in generation `gen`. */
-  settleTrial (gen: number, outcome: CallOutcome, error: unknown): void {
-    this.link.settle(this, gen, outcome, outcome === 'failure' ? this.openMs(this.fleet.openings + 1, error) : 0)
+  /** Settles a trial granted in the fleet's `generation`. */
+  settleTrial (generation: number, outcome: CallOutcome, error: unknown): void {
+    this.link.settle(this, generation, outcome, outcome === 'failure' ? this.openMs(this.fleet.openings + 1, error) : 0)
   }
 
   /** The open period of the `attempt`-th opening in a row, from the breaker's backoff. */
@@ -181,14 +192,15 @@ export class FleetCircuit {
 
   /** Holds the whole fleet's breaker isolated until the handle is disposed. */
   isolate (): { dispose: () => void } {
-    this.everIsolated = true
-    this.link.isolate(this, ++this.holds)
+    this.holds = (this.holds ?? 0) + 1
+    this.link.isolate(this, this.holds)
     let disposed = false
     return {
       dispose: () => {
         if (disposed) return
         disposed = true
-        this.link.isolate(this, --this.holds)
+        this.holds = (this.holds as number) - 1
+        this.link.isolate(this, this.holds)
       }
     }
   }
@@ -201,23 +213,23 @@ export class FleetCircuit {
    */
   apply (next: FleetState): void {
     const current = this.fleet
-    if (next.epoch === current.epoch && next.gen <= current.gen) return
+    if (next.epoch === current.epoch && next.generation <= current.generation) return
     this.fleet = next
     this.onChange()
   }
 
-  /** Whether Redis is followed changed: the state this instance applies may have. */
+  /** Whether the fleet is followed changed: the state this instance applies may have. */
   changed (): void {
     this.onChange()
   }
 
-  /** A neutral trial freed a slot of generation `gen`: ask again. */
-  slotFreed (gen: number, epoch: string): void {
-    if (gen === this.fullGen && epoch === this.fleet.epoch) this.fullGen = -1
+  /** A neutral trial freed a slot of `generation`: ask again. */
+  slotFreed (generation: number, epoch: string): void {
+    if (generation === this.fullGeneration && epoch === this.fleet.epoch) this.fullGeneration = undefined
   }
 
-  private dropPending (gen: number): void {
-    this.pendingGen = gen
+  private dropPending (generation: number): void {
+    this.pendingGeneration = generation
     this.pendingCalls = 0
     this.pendingFailures = 0
   }

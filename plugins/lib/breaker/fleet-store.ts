@@ -1,20 +1,24 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisClient } from '../shared/redis-client.js'
+import type { RedisClient } from '../redis/redis-client.js'
+import type { LuaScript } from '../redis/lua-script.js'
+import { RedisLink } from '../redis/redis-link.js'
 import { withinMs } from '../shared/give-up.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
 import { FleetCircuit } from './fleet-circuit.js'
 import type { FleetLink, FleetSettings, FleetState, TrialAnswer } from './fleet-circuit.js'
 import { ISOLATE, OPEN, READ, REPORT, SETTLE, TRIAL } from './fleet-scripts.js'
+import { Presence } from './presence.js'
 
 /** Where and how the fleet's breakers are kept. */
 export interface FleetStoreSettings {
+  /** An ioredis `Redis` or `Cluster`. */
   client: RedisClient
-  /** Prefix of every breaker's keys. */
+  /** Prefix of every breaker's keys, and of the list of live instances. */
   prefix: string
   /** Channel the state changes are published on. */
   channel: string
-  /** Instances whose failures it takes to trip the fleet. */
+  /** Instances whose failures it takes to trip the fleet (fewer when fewer are alive). */
   quorum: number
   /** Longest wait for Redis on a decision (a half-open trial). */
   timeoutMs: number
@@ -24,20 +28,24 @@ export interface FleetStoreSettings {
 const BACKGROUND_TIMEOUT_MS = 1000
 /** Successes are sent at least this often. */
 const BATCH_MS = 100
-/** How often Redis is tried again while it is unreachable. */
+/** How often breakers whose state could not be read are read again. */
 const RECOVERY_INTERVAL_MS = 1000
 const STATES: readonly BreakerState[] = ['closed', 'open', 'half-open', 'isolated']
 
-type ScriptReply = [state: string, gen: number, till: number, openings: number, answer: number, epoch: string]
+type ScriptReply = [state: string, generation: number, openUntil: number, openings: number, answer: number, epoch: string]
+
+interface Member { circuit: FleetCircuit, localOpenMs: () => number }
 
 /** The state in a script's reply or a message's fields, or undefined if they do not make one. */
-function stateOf ([state, gen, till, openings, , epoch]: unknown[]): FleetState | undefined {
+function stateOf ([state, generation, openUntil, openings, , epoch]: unknown[]): FleetState | undefined {
   const known = STATES.find((candidate) => candidate === state)
-  if (known === undefined || !Number.isInteger(gen) || !Number.isFinite(till) || !Number.isInteger(openings) || typeof epoch !== 'string') return undefined
-  return { state: known, gen: gen as number, till: till as number, openings: openings as number, epoch }
+  if (known === undefined || !Number.isInteger(generation) || !Number.isFinite(openUntil) || !Number.isInteger(openings) || typeof epoch !== 'string') return undefined
+  return { state: known, generation: generation as number, openUntil: openUntil as number, openings: openings as number, epoch }
 }
 
-function parseMessage (text: string): { n?: unknown, s?: unknown, g?: unknown, t?: unknown, o?: unknown, e?: unknown, k?: unknown } | undefined {
+interface Message { name?: unknown, state?: unknown, generation?: unknown, openUntil?: unknown, openings?: unknown, epoch?: unknown, kind?: unknown }
+
+function parseMessage (text: string): Message | undefined {
   try {
     const parsed: unknown = JSON.parse(text)
     return typeof parsed === 'object' && parsed !== null ? parsed : undefined
@@ -47,117 +55,91 @@ function parseMessage (text: string): { n?: unknown, s?: unknown, g?: unknown, t
 }
 
 /**
- * The Redis side of fleet-wide breakers: a connection for the scripts (no
- * offline queue, nothing resent: a command goes now or fails now) and one
- * subscribed to the channel, a duplicate each of the app's client. State
- * changes arrive as messages; every reconnection reads every breaker's state
- * again and reconciles this instance's isolations and local openings. When
- * Redis is unreachable or slow, each breaker decides alone (`synced` false),
- * the outage is logged once, and Redis is tried again every second. No
- * Redis error reaches a caller.
+ * The Redis side of fleet-wide breakers, on a `RedisLink` (a subscriber, and
+ * a commands connection that never queues). State changes arrive as
+ * messages; each breaker's state is read when it joins and again whenever
+ * it may have been missed. Each breaker follows the fleet on its own: a
+ * command that fails (Redis unreachable or slow, or the Cluster slot of its
+ * keys lost) makes that breaker decide alone (`synced` false) until its
+ * state is read again, retried every second; a lost subscription makes every
+ * breaker decide alone. An outage is logged once, and its end. No Redis
+ * error reaches a caller.
  */
 export class FleetStore implements FleetLink {
   private readonly settings: FleetStoreSettings
   private readonly log: FastifyBaseLogger
-  /** This instance, as the scripts count reporters and isolation holders. */
+  /** This instance, as the scripts count reporters and isolation holders, and as `Presence` lists it. */
   private readonly instance = randomUUID()
-  private readonly circuits = new Map<string, { circuit: FleetCircuit, localOpenMs: () => number }>()
-  private readonly commands: RedisClient
-  private readonly subscriber: RedisClient
-  private subscribedNow = false
-  /** Every breaker was read since the last failure; with the subscription up, the fleet is followed. */
-  private readOk = false
+  private readonly members = new Map<string, Member>()
+  private readonly link: RedisLink
+  private readonly presence: Presence
   /** An outage was logged and not yet its end. */
   private outageLogged = false
   private closed = false
   private flushTimer: NodeJS.Timeout | undefined
   private recoveryTimer: NodeJS.Timeout | undefined
   private reloading: Promise<void> | undefined
-  /** Settles once every breaker was first read (or the store closed): what `start()` waits for. */
+  /** Settles once the breakers were first read (or the store closed): what `start()` waits for. */
   private readonly firstSync: Promise<void>
   private markFirstSync!: () => void
-
-  /** The commands connection (re)connected: read again only if an outage made us stop following the fleet (messages come on the other one). */
-  private readonly onCommandsReady = (): void => { if (!this.readOk) this.reload() }
-  private readonly onSubscriberReady = (): void => {
-    this.subscriber.subscribe(this.settings.channel).then(() => {
-      this.subscribedNow = true
-      this.reload()
-    }, (error: unknown) => this.unavailable(error, 'subscribing'))
-  }
-
-  private readonly onSubscriberLost = (): void => {
-    this.subscribedNow = false
-    this.unavailable(new Error('the subscriber connection closed'), 'listening')
-  }
-
-  /** ioredis reports every failed reconnection as an error; the outage is logged once. */
-  private readonly onConnectionError = (error: Error): void => {
-    this.log.debug({ err: error }, 'circuit breakers: Redis connection error')
-  }
-
-  /** The subscriber listens to our channel only. */
-  private readonly onMessage = (_channel: string, text: string): void => {
-    const message = parseMessage(text)
-    const entry = typeof message?.n === 'string' ? this.circuits.get(message.n) : undefined
-    if (entry === undefined || message === undefined) return
-    if (message.k === 'slot') {
-      if (typeof message.g === 'number' && typeof message.e === 'string') entry.circuit.slotFreed(message.g, message.e)
-      return
-    }
-    this.apply(entry.circuit, [message.s, message.g, message.t, message.o, 0, message.e])
-  }
 
   constructor (settings: FleetStoreSettings, log: FastifyBaseLogger) {
     this.settings = settings
     this.log = log
     this.firstSync = new Promise<void>((resolve) => { this.markFirstSync = resolve })
-    this.subscriber = settings.client.duplicate()
-    this.subscriber.on('error', this.onConnectionError)
-    this.subscriber.on('close', this.onSubscriberLost)
-    this.subscriber.on('message', this.onMessage)
-    this.subscriber.on('ready', this.onSubscriberReady)
-    this.commands = settings.client.duplicate({ enableOfflineQueue: false, autoResendUnfulfilledCommands: false, lazyConnect: false })
-    this.commands.on('error', this.onConnectionError)
-    this.commands.on('ready', this.onCommandsReady)
+    this.link = new RedisLink(settings.client, settings.channel, {
+      subscribed: () => this.reload(),
+      subscriptionLost: (error) => this.subscriptionLost(error),
+      commandsReady: () => {
+        this.presence.announce()
+        this.reload()
+      },
+      message: (text) => this.onMessage(text)
+    }, log, 'circuit breakers')
+    this.presence = new Presence(this.link, `${settings.prefix}instances`, settings.channel, this.instance, log)
   }
 
-  get synced (): boolean {
-    return this.readOk && this.subscribedNow
+  get subscribed (): boolean {
+    return this.link.subscribed
   }
 
-  /** Waits (at most a second) for the first reading of the fleet's state; never fails start-up. */
+  get fleetInstances (): number | undefined {
+    return this.presence.instances
+  }
+
+  /** Waits (at most a second) for the first reading of the fleet's state and size; never fails start-up. */
   async start (): Promise<void> {
-    await withinMs(this.firstSync, BACKGROUND_TIMEOUT_MS).catch(() => {
-      this.unavailable(new Error('Redis did not answer at start-up'), 'starting')
+    await withinMs(Promise.all([this.firstSync, this.presence.firstCount]), BACKGROUND_TIMEOUT_MS).catch(() => {
+      this.outage(new Error('Redis did not answer at start-up'), 'starting')
     })
   }
 
   /** A breaker of this app joins the fleet; `localOpenMs` tells how long its own breaker stays open. */
   join (name: string, settings: FleetSettings, onChange: () => void, localOpenMs: () => number): FleetCircuit {
-    const circuit = new FleetCircuit(name, settings, this, onChange)
-    this.circuits.set(name, { circuit, localOpenMs })
-    if (this.synced) this.sync(circuit, localOpenMs).catch((error: unknown) => this.unavailable(error, 'reading a new breaker'))
-    return circuit
+    const member = { circuit: new FleetCircuit(name, settings, this, onChange), localOpenMs }
+    this.members.set(name, member)
+    if (this.link.subscribed && this.link.commandsReady) {
+      this.sync(member).catch((error: unknown) => this.lost(member.circuit, error, 'reading a new breaker'))
+    }
+    return member.circuit
   }
 
-  report (circuit: FleetCircuit, gen: number, calls: number, failures: number): void {
+  report (circuit: FleetCircuit, generation: number, calls: number, failures: number): void {
     const { minimumCalls, failureRatio, windowMs } = circuit.settings
     const openMs = failures > 0 ? circuit.openMs(1, undefined) : 0
-    this.inBackground(circuit, REPORT, [gen, this.instance, calls, failures, minimumCalls, failureRatio, this.settings.quorum, windowMs, openMs])
+    this.inBackground(circuit, REPORT, [generation, this.instance, calls, failures, minimumCalls, failureRatio, this.quorum(), windowMs, openMs])
   }
 
   async trial (circuit: FleetCircuit): Promise<TrialAnswer> {
     const { halfOpenMaxCalls, trialLeaseMs } = circuit.settings
     const asked = this.run(circuit, TRIAL, [halfOpenMaxCalls, trialLeaseMs])
     try {
-      const reply = await withinMs(asked, this.settings.timeoutMs)
-      const gen = (reply as ScriptReply)[1]
-      if ((reply as ScriptReply)[4] === 1) return { granted: true, gen }
+      const reply = await withinMs(asked, this.settings.timeoutMs) as ScriptReply
+      if (reply[4] === 1) return { granted: true, generation: reply[1] }
       // The fleet closed meanwhile: the closed path decides.
-      return { granted: false, local: (reply as ScriptReply)[0] === 'closed' }
+      return { granted: false, local: reply[0] === 'closed' }
     } catch (error) {
-      this.unavailable(error, 'asking for a trial')
+      this.lost(circuit, error, 'asking for a trial')
       // A grant that arrives after we gave up is handed back at once.
       asked.then((reply) => {
         if ((reply as ScriptReply)[4] === 1) this.settle(circuit, (reply as ScriptReply)[1], 'neutral', 0)
@@ -166,35 +148,53 @@ export class FleetStore implements FleetLink {
     }
   }
 
-  settle (circuit: FleetCircuit, gen: number, outcome: CallOutcome, openMs: number): void {
-    this.inBackground(circuit, SETTLE, [gen, outcome, circuit.settings.halfOpenMaxCalls, openMs])
+  settle (circuit: FleetCircuit, generation: number, outcome: CallOutcome, openMs: number): void {
+    this.inBackground(circuit, SETTLE, [generation, outcome, circuit.settings.halfOpenMaxCalls, openMs])
   }
 
   isolate (circuit: FleetCircuit, holds: number): void {
-    if (this.synced) this.inBackground(circuit, ISOLATE, [this.instance, holds])
+    if (circuit.synced) this.inBackground(circuit, ISOLATE, [this.instance, holds])
   }
 
   scheduleFlush (): void {
     if (this.flushTimer !== undefined) return
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined
-      for (const { circuit } of this.circuits.values()) circuit.flush()
+      for (const { circuit } of this.members.values()) circuit.flush()
     }, BATCH_MS)
     this.flushTimer.unref()
   }
 
-  /** Removes our listeners and closes our connections; isolations held stay held. */
-  close (): void {
+  /** Leaves the list of live instances and closes our connections; isolations held stay held. */
+  async close (): Promise<void> {
     this.closed = true
     clearTimeout(this.flushTimer)
     clearInterval(this.recoveryTimer)
     this.markFirstSync()
-    this.commands.off('ready', this.onCommandsReady)
-    this.commands.disconnect()
-    this.subscriber.off('ready', this.onSubscriberReady)
-    this.subscriber.off('message', this.onMessage)
-    this.subscriber.off('close', this.onSubscriberLost)
-    this.subscriber.disconnect()
+    await this.presence.leave()
+    this.link.close()
+  }
+
+  /** The quorum this instance applies: fewer instances than the quorum alive, failures from all of them trip the fleet. */
+  private quorum (): number {
+    return Math.min(this.settings.quorum, this.presence.instances ?? this.settings.quorum)
+  }
+
+  /** The subscriber hears our channel only. */
+  private onMessage (text: string): void {
+    const message = parseMessage(text)
+    if (message === undefined) return
+    if (message.kind === 'presence') {
+      this.presence.announce()
+      return
+    }
+    const member = typeof message.name === 'string' ? this.members.get(message.name) : undefined
+    if (member === undefined) return
+    if (message.kind === 'slot') {
+      if (typeof message.generation === 'number' && typeof message.epoch === 'string') member.circuit.slotFreed(message.generation, message.epoch)
+      return
+    }
+    this.apply(member.circuit, [message.state, message.generation, message.openUntil, message.openings, 0, message.epoch])
   }
 
   /** Applies a state from Redis, or says it was not one. */
@@ -204,71 +204,88 @@ export class FleetStore implements FleetLink {
     else circuit.apply(state)
   }
 
-  /** Runs a script on a breaker's keys with the name, channel and clock first. */
-  private async run (circuit: FleetCircuit, script: string, args: Array<string | number>): Promise<unknown> {
+  /** Runs a script on a breaker's keys (one hash tag) with the name, channel and clock first. */
+  private async run (circuit: FleetCircuit, script: LuaScript, args: Array<string | number>): Promise<unknown> {
     // With no offline queue, a command sent while disconnected is refused at once.
     const key = `${this.settings.prefix}{${circuit.name}}`
-    const reply = await this.commands.eval(script, 3, key, `${key}:reporters`, `${key}:isolations`, circuit.name, this.settings.channel, Date.now(), ...args)
+    const reply = await this.link.run(script, [key, `${key}:reporters`, `${key}:isolations`], [circuit.name, this.settings.channel, Date.now(), ...args])
     this.apply(circuit, reply as unknown[])
     return reply
   }
 
-  /** Runs a script in the background, bounded; a failure means Redis is unreachable. */
-  private inBackground (circuit: FleetCircuit, script: string, args: Array<string | number>): void {
-    withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS).catch((error: unknown) => this.unavailable(error, 'sending an update'))
+  /** Runs a script in the background, bounded; a failure means this breaker's Redis is unreachable. */
+  private inBackground (circuit: FleetCircuit, script: LuaScript, args: Array<string | number>): void {
+    withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS).catch((error: unknown) => this.lost(circuit, error, 'sending an update'))
   }
 
-  /** Reads a breaker's state and tells the fleet what this instance knows that it may not. */
-  private async sync (circuit: FleetCircuit, localOpenMs: () => number): Promise<void> {
-    const bounded = async (script: string, args: Array<string | number>): Promise<unknown> =>
+  /** Reads a breaker's state and tells the fleet what this instance knows that it may not; then it follows the fleet. */
+  private async sync ({ circuit, localOpenMs }: Member): Promise<void> {
+    const bounded = async (script: LuaScript, args: Array<string | number>): Promise<unknown> =>
       await withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS)
     await bounded(READ, [])
-    if (circuit.isolationHolds >= 0) await bounded(ISOLATE, [this.instance, circuit.isolationHolds])
+    const holds = circuit.isolationHolds
+    if (holds !== undefined) await bounded(ISOLATE, [this.instance, holds])
     const openMs = localOpenMs()
-    if (circuit.state.state === 'closed' && openMs > 0) await bounded(OPEN, [Math.ceil(openMs)])
+    if (circuit.closed && openMs > 0) await bounded(OPEN, [Math.ceil(openMs)])
+    if (this.closed) return
+    circuit.tracked = true
+    circuit.changed()
   }
 
-  /** Reads every breaker again (one reading at a time). */
+  /** Reads again every breaker that is not followed (one reading at a time, the breakers side by side). */
   private reload (): void {
-    if (this.closed || this.reloading !== undefined || this.commands.status !== 'ready' || !this.subscribedNow) return
-    const reading = this.reloadAll().finally(() => { this.reloading = undefined })
+    if (this.closed || this.reloading !== undefined || !this.link.commandsReady || !this.link.subscribed) return
+    const reading = this.reloadUntracked().finally(() => { this.reloading = undefined })
     this.reloading = reading
   }
 
-  /** Once every breaker is read with the subscription up, the fleet is followed again. */
-  private async reloadAll (): Promise<void> {
-    try {
-      for (const { circuit, localOpenMs } of this.circuits.values()) await this.sync(circuit, localOpenMs)
-      // Should the subscriber drop meanwhile, `synced` stays false until it is back (and reads again).
-      this.readOk = true
-      clearInterval(this.recoveryTimer)
-      this.recoveryTimer = undefined
-      if (this.outageLogged) {
-        this.outageLogged = false
-        this.log.info('circuit breakers: Redis is reachable again; following the fleet\'s state')
-      }
-      for (const { circuit } of this.circuits.values()) circuit.changed()
-      this.markFirstSync()
-    } catch (error) {
-      this.unavailable(error, 'reading the fleet\'s state')
+  private async reloadUntracked (): Promise<void> {
+    const untracked = [...this.members.values()].filter(({ circuit }) => !circuit.tracked)
+    const results = await Promise.allSettled(untracked.map(async (member) => await this.sync(member)))
+    results.forEach((result, i) => {
+      if (result.status === 'rejected') this.lost((untracked[i] as Member).circuit, result.reason, 'reading the fleet\'s state')
+    })
+    this.markFirstSync()
+    if (this.closed || !this.link.subscribed || [...this.members.values()].some(({ circuit }) => !circuit.tracked)) return
+    clearInterval(this.recoveryTimer)
+    this.recoveryTimer = undefined
+    if (this.outageLogged) {
+      this.outageLogged = false
+      this.log.info('circuit breakers: Redis is reachable again; following the fleet\'s state')
     }
   }
 
-  /** Redis failed us: each breaker decides alone until a reload succeeds. */
-  private unavailable (error: unknown, during: string): void {
+  /** A command for this breaker failed: it decides alone until its state is read again. */
+  private lost (circuit: FleetCircuit, error: unknown, during: string): void {
     if (this.closed) return
-    const wasAvailable = this.synced
-    this.readOk = false
+    if (circuit.tracked) {
+      circuit.tracked = false
+      circuit.changed()
+    }
+    this.outage(error, during, circuit.name)
+  }
+
+  /** The subscription is lost: every breaker decides alone until it is back and each is read again. */
+  private subscriptionLost (error: unknown): void {
+    if (this.closed) return
+    for (const { circuit } of this.members.values()) {
+      circuit.tracked = false
+      circuit.changed()
+    }
+    this.outage(error, 'listening')
+  }
+
+  /** Logs an outage once (then at debug level), and reads again every second until every breaker is followed. */
+  private outage (error: unknown, during: string, breaker?: string): void {
     if (!this.outageLogged) {
       this.outageLogged = true
-      this.log.warn({ err: error, during }, 'circuit breakers: Redis is unreachable or slow; each breaker decides alone until it is back')
+      this.log.warn({ err: error, during, breaker }, 'circuit breakers: Redis is unreachable or slow; each breaker concerned decides alone until it is back')
     } else {
-      this.log.debug({ err: error, during }, 'circuit breakers: Redis is still unreachable or slow')
+      this.log.debug({ err: error, during, breaker }, 'circuit breakers: Redis is still unreachable or slow')
     }
     if (this.recoveryTimer === undefined) {
       this.recoveryTimer = setInterval(() => this.reload(), RECOVERY_INTERVAL_MS)
       this.recoveryTimer.unref()
     }
-    if (wasAvailable) for (const { circuit } of this.circuits.values()) circuit.changed()
   }
 }

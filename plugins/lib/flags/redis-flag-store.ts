@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisClient } from '../shared/redis-client.js'
+import type { RedisClient } from '../redis/redis-client.js'
+import { LuaScript } from '../redis/lua-script.js'
+import { RedisLink } from '../redis/redis-link.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
 import { beforeGiveUp, withinMs } from '../shared/give-up.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
@@ -40,13 +42,13 @@ function parseJson (text: string): unknown {
  * buffer of a frozen server, delayed on the way) is refused by Redis itself.
  * Returns 1 if applied, 0 if refused.
  */
-const FENCED_SET = `
+const FENCED_SET = new LuaScript(`
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000000 + tonumber(now[2]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
-`
+`)
 
 /**
  * Why a change failed, in words that may reach an API response: never the
@@ -61,67 +63,53 @@ function failureReason (error: unknown, timeoutMs: number): string {
 /**
  * Flags shared by every instance through Redis: values live in a hash, each
  * change is published on a channel, and every instance listens on its own
- * subscriber connection (a `duplicate()` of the client), so changes arrive as
- * events, with no polling. Whenever either connection becomes ready again the
- * hash is read anew, which picks up changes made while this instance was cut
- * off. Flags missing from the hash (a Redis restarted without persistence)
- * keep their last known values.
+ * subscriber connection (see `RedisLink`), so changes arrive as events, with
+ * no polling. Whenever either connection becomes ready again the hash is read
+ * anew, which picks up changes made while this instance was cut off. Flags
+ * missing from the hash (a Redis restarted without persistence) keep their
+ * last known values.
  *
- * Changes go through a connection of their own (another `duplicate()`) with
- * ioredis's offline queue and resending off, so a change is sent once, now,
- * or refused now: never queued for later, nor sent again on a new connection,
- * whatever the options of the app's client. What is sent
- * carries a fence on Redis's own clock that passes no later than the moment
- * `set()` gives up (see `fencedWrite`), so a rejected change is not applied
- * afterwards. One case remains: Redis applies the change just before the
- * fence and its reply arrives too late (or never). The change then reaches
- * every instance, this one too, like any other change: through the channel,
- * or through the reload when a connection comes back; a late reply is logged.
+ * Changes go through the link's commands connection, which has ioredis's
+ * offline queue and resending off, so a change is sent once, now, or refused
+ * now: never queued for later, nor sent again on a new connection, whatever
+ * the options of the app's client. What is sent carries a fence on Redis's
+ * own clock that passes no later than the moment `set()` gives up (see
+ * `fencedWrite`), so a rejected change is not applied afterwards. One case
+ * remains: Redis applies the change just before the fence and its reply
+ * arrives too late (or never). The change then reaches every instance, this
+ * one too, like any other change: through the channel, or through the reload
+ * when a connection comes back; a late reply is logged.
  */
 export class RedisFlagStore implements FlagStore {
   private readonly settings: RedisFlagStoreSettings
   private readonly flags: FeatureFlags
   private readonly log: FastifyBaseLogger
-  private readonly subscriber: RedisClient
-  private readonly writer: RedisClient
+  private readonly link: RedisLink
   private readonly writerReady: Promise<unknown>
   private unavailable = false
-  /** A connection came (back): read the hash, on the writer once it is up (its own 'ready' comes later otherwise). */
-  private readonly onReady = (): void => {
-    if (this.writer.status === 'ready') this.reload().catch(() => {})
-  }
-
   /** Settles once the subscriber has subscribed for the first time. */
   private readonly subscribed: Promise<unknown>
   private markSubscribed!: () => void
-  /**
-   * Subscribes on every (re)connection, then reloads: with the app's client
-   * options (an app may turn ioredis's offline queue off), a subscription
-   * asked for before the connection is up would fail and never be retried.
-   */
-  private readonly onSubscriberReady = (): void => {
-    this.subscriber.subscribe(this.settings.channel).then(() => this.markSubscribed(), this.onSubscriberLost)
-    this.onReady()
+  private markWriterReady!: () => void
+
+  /** A connection came (back): read the hash, on the commands connection once it is up (its own 'ready' comes later otherwise). */
+  private readonly onReady = (): void => {
+    if (this.link.commandsReady) this.reload().catch(() => {})
   }
 
   /** The subscriber connection dropped (or never came up): say so once per outage. */
-  private readonly onSubscriberLost = (error?: unknown): void => {
+  private readonly onSubscriptionLost = (error?: unknown): void => {
     if (this.unavailable) return
     this.unavailable = true
     this.log.warn({ err: error }, 'feature flags: Redis is unreachable; keeping the last known values')
   }
 
-  /** ioredis reports every failed reconnection as an error; the outage is already logged. */
-  private readonly onConnectionError = (error: Error): void => {
-    this.log.debug({ err: error }, 'feature flags: Redis connection error')
-  }
-
   /** The subscriber listens to our channel only. */
-  private readonly onMessage = (channel: string, message: string): void => {
+  private readonly onMessage = (message: string): void => {
     const parsed = parseJson(message) as { name?: unknown, value?: unknown } | undefined
     const value = toFlagValue(parsed?.value)
     if (typeof parsed?.name !== 'string' || !FLAG_NAME.test(parsed.name) || value === undefined) {
-      this.log.warn({ channel }, 'feature flags: ignored a malformed change message')
+      this.log.warn({ channel: this.settings.channel }, 'feature flags: ignored a malformed change message')
       return
     }
     this.flags.apply(parsed.name, value)
@@ -131,22 +119,26 @@ export class RedisFlagStore implements FlagStore {
     this.settings = settings
     this.flags = flags
     this.log = log
-    this.subscriber = settings.client.duplicate()
-    this.subscriber.on('error', this.onConnectionError)
-    this.subscriber.on('close', this.onSubscriberLost)
-    this.subscriber.on('message', this.onMessage)
     this.subscribed = new Promise<void>((resolve) => { this.markSubscribed = resolve })
-    this.subscriber.on('ready', this.onSubscriberReady)
-    this.writer = settings.client.duplicate({ enableOfflineQueue: false, autoResendUnfulfilledCommands: false, lazyConnect: false })
-    this.writer.on('error', this.onConnectionError)
-    this.writer.on('ready', this.onReady)
-    this.writerReady = new Promise((resolve) => this.writer.once('ready', resolve))
+    this.writerReady = new Promise<void>((resolve) => { this.markWriterReady = resolve })
+    this.link = new RedisLink(settings.client, settings.channel, {
+      subscribed: () => {
+        this.markSubscribed()
+        this.onReady()
+      },
+      subscriptionLost: this.onSubscriptionLost,
+      commandsReady: () => {
+        this.markWriterReady()
+        this.onReady()
+      },
+      message: this.onMessage
+    }, log, 'feature flags')
   }
 
   /** Subscribes, connects the writer and loads every value; never fails start-up (Redis may come later). */
   async start (): Promise<void> {
     await Promise.all([
-      withinMs(this.subscribed, this.settings.commandTimeoutMs).catch(this.onSubscriberLost),
+      withinMs(this.subscribed, this.settings.commandTimeoutMs).catch(this.onSubscriptionLost),
       // Without an offline queue, a change made before the writer is connected would be refused.
       withinMs(this.writerReady, this.settings.commandTimeoutMs).catch(() => {})
     ])
@@ -172,9 +164,9 @@ export class RedisFlagStore implements FlagStore {
   private async fencedWrite (name: string, value: FlagValue): Promise<void> {
     const { key, channel, commandTimeoutMs } = this.settings
     const giveUpAt = performance.now() + commandTimeoutMs
-    const [seconds, microseconds] = await beforeGiveUp(this.writer.time(), giveUpAt, commandTimeoutMs)
+    const [seconds, microseconds] = await beforeGiveUp(this.link.commands.time(), giveUpAt, commandTimeoutMs)
     const fenceUs = Number(seconds) * 1_000_000 + Number(microseconds) + Math.floor((giveUpAt - performance.now()) * 1000)
-    const written = this.writer.eval(FENCED_SET, 1, key, fenceUs, name, JSON.stringify(value), channel, JSON.stringify({ name, value }))
+    const written = this.link.run(FENCED_SET, [key], [fenceUs, name, JSON.stringify(value), channel, JSON.stringify({ name, value })])
     let applied: unknown
     try {
       applied = await beforeGiveUp(written, giveUpAt, commandTimeoutMs)
@@ -199,12 +191,12 @@ export class RedisFlagStore implements FlagStore {
   async reload (): Promise<void> {
     let stored: Record<string, string>
     try {
-      stored = await withinMs(this.writer.hgetall(this.settings.key), this.settings.commandTimeoutMs)
+      stored = await withinMs(this.link.commands.hgetall(this.settings.key), this.settings.commandTimeoutMs)
     } catch (error) {
       this.log.warn({ err: error }, 'feature flags: could not load the values from Redis; keeping the last known values')
       return
     }
-    if (this.unavailable && this.subscriber.status === 'ready') {
+    if (this.unavailable && this.link.subscribed) {
       this.unavailable = false
       this.log.info('feature flags: Redis is reachable again')
     }
@@ -214,13 +206,8 @@ export class RedisFlagStore implements FlagStore {
     }
   }
 
-  /** Removes our listeners from the app's client and closes our connections. */
+  /** Closes our connections. */
   close (): void {
-    this.writer.disconnect()
-    this.writer.off('ready', this.onReady)
-    this.subscriber.off('ready', this.onSubscriberReady)
-    this.subscriber.off('message', this.onMessage)
-    this.subscriber.off('close', this.onSubscriberLost)
-    this.subscriber.disconnect()
+    this.link.close()
   }
 }

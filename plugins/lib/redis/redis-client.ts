@@ -1,0 +1,45 @@
+/**
+ * The part of an ioredis client the suite uses, typed by its shape so that the
+ * published types compile without ioredis installed (it is an optional peer).
+ * An ioredis `Redis` (what @fastify/redis decorates `app.redis` with) and an
+ * ioredis `Cluster` both fit it.
+ */
+export interface RedisClient {
+  /** `'ready'` while connected. */
+  readonly status: string
+  /** True on an ioredis `Cluster`, whose `duplicate()` takes other arguments. */
+  readonly isCluster?: boolean
+  /**
+   * A new connection with the same settings: `Redis.duplicate(options)`, or
+   * `Cluster.duplicate(startupNodes, options)` (see `connectionLike`).
+   */
+  duplicate: (...args: any[]) => RedisClient
+  on: (event: string, listener: (...args: any[]) => void) => unknown
+  once: (event: string, listener: (...args: any[]) => void) => unknown
+  off: (event: string, listener: (...args: any[]) => void) => unknown
+  subscribe: (channel: string) => Promise<unknown>
+  hgetall: (key: string) => Promise<Record<string, string>>
+  time: () => Promise<unknown[]>
+  eval: (script: string, numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>
+  evalsha: (sha: string, numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>
+  disconnect: () => void
+}
+
+/** ioredis options of a connection that never queues a command nor sends one twice. */
+const UNQUEUED = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
+
+/**
+ * A new connection with `client`'s settings. `unqueued`: a command is sent
+ * now or refused now, never queued while disconnected nor sent again on a
+ * new connection, whatever the options of `client`. A Cluster takes the
+ * offline-queue option for itself and the resend option for each node's
+ * connection.
+ */
+export function connectionLike (client: RedisClient, unqueued: boolean): RedisClient {
+  if (client.isCluster === true) {
+    return unqueued
+      ? client.duplicate([], { enableOfflineQueue: false, lazyConnect: false, redisOptions: { autoResendUnfulfilledCommands: false } })
+      : client.duplicate([], { lazyConnect: false })
+  }
+  return unqueued ? client.duplicate({ ...UNQUEUED, lazyConnect: false }) : client.duplicate({ lazyConnect: false })
+}

@@ -1,0 +1,100 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { LuaScript } from './lua-script.js'
+import type { RedisClient } from './redis-client.js'
+import { connectionLike } from './redis-client.js'
+
+/** What a store hears from its link to Redis. */
+export interface RedisLinkHandlers {
+  /** Subscribed (again) to the channel: changes made from now on are heard; read what may have been missed. */
+  subscribed: () => void
+  /** The subscription is lost, or could not be made: changes may go unheard until `subscribed` comes again. */
+  subscriptionLost: (error: unknown) => void
+  /** The commands connection is (again) ready. */
+  commandsReady: () => void
+  /** A message on the channel. */
+  message: (text: string) => void
+}
+
+/**
+ * A store's two connections to Redis, both made from the app's client (an
+ * ioredis `Redis` or `Cluster`) and closed with the store: one subscribed to
+ * the store's channel, subscribing again on every reconnection, and one for
+ * commands, with no offline queue and no resending, so that a command goes
+ * now or fails now (see `connectionLike`). ioredis reports every failed
+ * reconnection as an error: those are logged at debug level only, since
+ * the store says once when Redis is lost and when it is back.
+ */
+export class RedisLink {
+  /** The connection for commands: never queued, never resent. */
+  readonly commands: RedisClient
+  private readonly subscriber: RedisClient
+  private readonly channel: string
+  private readonly handlers: RedisLinkHandlers
+  private readonly log: FastifyBaseLogger
+  /** What the store is called in logs, e.g. `circuit breakers`. */
+  private readonly part: string
+  private subscribedNow = false
+  private closed = false
+
+  private readonly onSubscriberReady = (): void => {
+    this.subscriber.subscribe(this.channel).then(() => {
+      if (this.closed) return
+      this.subscribedNow = true
+      this.handlers.subscribed()
+    }, (error: unknown) => this.lost(error))
+  }
+
+  private readonly onSubscriberClosed = (): void => this.lost(new Error('the subscriber connection closed'))
+  private readonly onMessage = (_channel: string, text: string): void => this.handlers.message(text)
+  private readonly onCommandsReady = (): void => this.handlers.commandsReady()
+  private readonly onConnectionError = (error: Error): void => {
+    this.log.debug({ err: error }, `${this.part}: Redis connection error`)
+  }
+
+  constructor (client: RedisClient, channel: string, handlers: RedisLinkHandlers, log: FastifyBaseLogger, part: string) {
+    this.channel = channel
+    this.handlers = handlers
+    this.log = log
+    this.part = part
+    this.subscriber = connectionLike(client, false)
+    this.subscriber.on('error', this.onConnectionError)
+    this.subscriber.on('close', this.onSubscriberClosed)
+    this.subscriber.on('message', this.onMessage)
+    this.subscriber.on('ready', this.onSubscriberReady)
+    this.commands = connectionLike(client, true)
+    this.commands.on('error', this.onConnectionError)
+    this.commands.on('ready', this.onCommandsReady)
+  }
+
+  /** Subscribed to the channel now. */
+  get subscribed (): boolean {
+    return this.subscribedNow
+  }
+
+  /** The commands connection is up. */
+  get commandsReady (): boolean {
+    return this.commands.status === 'ready'
+  }
+
+  /** Runs `script` on the commands connection. */
+  async run (script: LuaScript, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return await script.run(this.commands, keys, args)
+  }
+
+  /** Removes our listeners and closes both connections. */
+  close (): void {
+    this.closed = true
+    this.commands.off('ready', this.onCommandsReady)
+    this.commands.disconnect()
+    this.subscriber.off('ready', this.onSubscriberReady)
+    this.subscriber.off('message', this.onMessage)
+    this.subscriber.off('close', this.onSubscriberClosed)
+    this.subscriber.disconnect()
+  }
+
+  private lost (error: unknown): void {
+    if (this.closed) return
+    this.subscribedNow = false
+    this.handlers.subscriptionLost(error)
+  }
+}

@@ -73,8 +73,13 @@ export class FleetCircuit {
   private pendingCalls = 0
   private pendingFailures = 0
   private pendingGeneration = 0
-  /** The half-open generation whose trials are all taken, as a refusal said. */
+  /**
+   * The half-open generation whose trials are all taken, as a refusal said,
+   * and when to ask again: by then the lease of every trial taken has run out
+   * (a trial whose instance died frees its slot at its lease's end, unannounced).
+   */
   private fullGeneration: number | undefined
+  private askAgainAt = 0
   /** Isolation handles held by this instance: undefined until it first holds one (a release lost in an outage is sent again). */
   private holds: number | undefined
 
@@ -117,7 +122,7 @@ export class FleetCircuit {
     if (state === 'isolated') return 'refuse'
     if (state === 'open' && now < openUntil) return 'refuse'
     if (!this.synced) return 'local'
-    return this.fullGeneration === generation ? 'refuse' : 'ask'
+    return this.fullGeneration === generation && now < this.askAgainAt ? 'refuse' : 'ask'
   }
 
   /** The fleet's generation for a call admitted on the closed path now. */
@@ -170,7 +175,10 @@ export class FleetCircuit {
   /** Asks the fleet for a trial slot (the caller has seen `admission()` say `'ask'`). */
   async trial (): Promise<TrialAnswer> {
     const answer = await this.link.trial(this)
-    if (!answer.granted && !answer.local && this.fleet.state === 'half-open') this.fullGeneration = this.fleet.generation
+    if (!answer.granted && !answer.local && this.fleet.state === 'half-open') {
+      this.fullGeneration = this.fleet.generation
+      this.askAgainAt = Date.now() + this.settings.trialLeaseMs
+    }
     return answer
   }
 

@@ -3,18 +3,21 @@
  * (`tsx tap.config.ts [extra tap arguments]`). tap does not read this file by
  * itself, so it is a small launcher:
  *
- * 1. starts a throwaway PostgreSQL and a throwaway Redis on free loopback ports,
- *    each in its own temporary folder (see local-services/);
- * 2. runs tap with the settings below, handing the servers' URLs to the tests
- *    in RESILIENCE_TEST_DATABASE_URL and RESILIENCE_TEST_REDIS_URL;
- * 3. stops both servers whatever happens: tests pass or fail, Ctrl-C (SIGINT),
+ * 1. starts, in parallel, a throwaway PostgreSQL, a throwaway Redis and a
+ *    throwaway 3-master Redis Cluster (no replicas) on free loopback ports,
+ *    each server in its own temporary folder (see local-services/);
+ * 2. runs tap with the settings below, handing the servers' addresses to the
+ *    tests in RESILIENCE_TEST_DATABASE_URL, RESILIENCE_TEST_REDIS_URL and
+ *    RESILIENCE_TEST_REDIS_CLUSTER_NODES (the masters, `127.0.0.1:<port>,...`),
+ *    and every server's pid in RESILIENCE_TEST_SERVICE_PIDS;
+ * 3. stops all the servers whatever happens: tests pass or fail, Ctrl-C (SIGINT),
  *    SIGTERM, or a crash of this launcher; then exits with tap's exit code.
  */
 import { spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { MissingBinaryError, startPostgres, startRedis } from './local-services/index.js'
-import type { PostgresServer, RedisServer } from './local-services/index.js'
+import { MissingBinaryError, startPostgres, startRedis, startRedisCluster } from './local-services/index.js'
+import type { PostgresServer, RedisCluster, RedisServer } from './local-services/index.js'
 
 /** The tap settings of this project, turned into tap command-line flags. */
 export interface TestRunConfig {
@@ -76,9 +79,10 @@ export function tapArguments (run: TestRunConfig, extra: string[]): string[] {
 async function main (): Promise<number> {
   let postgres: PostgresServer | undefined
   let redis: RedisServer | undefined
+  let cluster: RedisCluster | undefined
   let stopping: Promise<void> | undefined
   const stopServices = async (): Promise<void> => {
-    stopping ??= Promise.allSettled([postgres?.stop(), redis?.stop()]).then(() => {})
+    stopping ??= Promise.allSettled([postgres?.stop(), redis?.stop(), cluster?.stop()]).then(() => {})
     await stopping
   }
   let tap: ReturnType<typeof spawn> | undefined
@@ -100,11 +104,12 @@ async function main (): Promise<number> {
   process.on('SIGHUP', onSignal)
 
   try {
-    const started = await Promise.allSettled([startPostgres(), startRedis()])
+    const started = await Promise.allSettled([startPostgres(), startRedis(), startRedisCluster()])
     if (started[0].status === 'fulfilled') postgres = started[0].value
     if (started[1].status === 'fulfilled') redis = started[1].value
+    if (started[2].status === 'fulfilled') cluster = started[2].value
     const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected')
-    if (failure !== undefined || postgres === undefined || redis === undefined) {
+    if (failure !== undefined || postgres === undefined || redis === undefined || cluster === undefined) {
       const reason: unknown = failure?.reason
       console.error(`Cannot start the test services: ${reason instanceof MissingBinaryError ? reason.message : String(reason)}`)
       return 1
@@ -117,7 +122,8 @@ async function main (): Promise<number> {
         ...process.env,
         RESILIENCE_TEST_DATABASE_URL: postgres.url,
         RESILIENCE_TEST_REDIS_URL: redis.url,
-        RESILIENCE_TEST_SERVICE_PIDS: `${postgres.process.pid},${redis.process.pid}`
+        RESILIENCE_TEST_REDIS_CLUSTER_NODES: cluster.nodes.map(({ host, port }) => `${host}:${port}`).join(','),
+        RESILIENCE_TEST_SERVICE_PIDS: [postgres.process, redis.process, ...cluster.masters.map((master) => master.process)].map(({ pid }) => pid).join(',')
       }
     })
     tap = child

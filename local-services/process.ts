@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
-import { accessSync, constants, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 
 /** A server binary is not installed; the message says how to install it. */
@@ -74,7 +75,27 @@ export function systemAccount (name: string): { uid: number, gid: number } {
  * ever left behind by a crash or an interrupted run.
  */
 const live = new Map<ChildProcess, string>()
+/** Folders shared by several servers (a cluster's), removed at exit unless removed before. */
+const scratchFolders = new Set<string>()
 let exitHookInstalled = false
+
+/**
+ * A new temporary folder for several servers' folders (a Redis Cluster's
+ * nodes, each kept across its restarts), removed by `removeScratchFolder`,
+ * or at exit if the process ends without removing it.
+ */
+export function makeScratchFolder (prefix: string): string {
+  installExitHook()
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  scratchFolders.add(dir)
+  return dir
+}
+
+/** Removes a folder made by `makeScratchFolder` (stop its servers first). */
+export function removeScratchFolder (dir: string): void {
+  rmSync(dir, { recursive: true, force: true })
+  scratchFolders.delete(dir)
+}
 
 function installExitHook (): void {
   if (exitHookInstalled) return
@@ -84,6 +105,7 @@ function installExitHook (): void {
       try { child.kill('SIGKILL') } catch {}
       if (dir !== '') rmSync(dir, { recursive: true, force: true })
     }
+    for (const dir of scratchFolders) rmSync(dir, { recursive: true, force: true })
   })
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     // Acts only when nobody else handles the signal (then it dies of it, as the

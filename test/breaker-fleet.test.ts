@@ -171,7 +171,6 @@ test('Redis unreachable at start-up: the app starts within a second, its breaker
   await allShared([a], 'synced')
 })
 
-
 /**
  * Every command a client sends a Redis server that names `text`, from
  * MONITOR: not those that scripts run, nor the tests' own reads (HMGET).

@@ -235,15 +235,15 @@ test('a fenced write that reaches a frozen Redis is refused by Redis itself when
   const { names, proxy, first, second, observer } = await behindProxy(t, server)
 
   // The write leaves the app and lands in the socket buffer of a server frozen just before it arrives.
-  const frozen = proxy.onceCommand('eval', async () => await freeze(server))
-  const writesBefore = await commandCalls(observer, 'eval')
+  const frozen = proxy.onceCommand('evalsha', async () => await freeze(server))
+  const writesBefore = await commandCalls(observer, 'evalsha')
   const refused = await first.app.flags.disable('player_lookup').catch((error: unknown) => error)
   t.ok(isFlagStoreUnavailableError(refused), 'set rejects')
   t.equal(messageOf(refused), 'cannot change feature "player_lookup": the flag store is unavailable (Redis did not confirm the change within 2000 ms)')
   await frozen
 
   server.process.resume()
-  await waitFor('Redis to run the write it held', async () => await commandCalls(observer, 'eval') > writesBefore)
+  await waitFor('Redis to run the write it held', async () => await commandCalls(observer, 'evalsha') > writesBefore)
   t.equal(await observer.hget(names.key, 'player_lookup'), 'true', 'Redis ran the write after its fence, and refused it')
   await barrier(first, second)
   t.equal(first.app.flags.get('player_lookup'), true, 'no instance heard of it')
@@ -269,14 +269,14 @@ test('the fence assumes Redis read its clock as late as possible: a slow TIME re
     proxy.holdReplies()
     release = setTimeout(() => proxy.releaseReplies(), 4000)
   })
-  const writesBefore = await commandCalls(observer, 'eval')
+  const writesBefore = await commandCalls(observer, 'evalsha')
   const startedAt = Date.now()
   const refused = await first.app.flags.disable('player_lookup').catch((error: unknown) => error)
   const tookMs = Date.now() - startedAt
   t.equal(messageOf(refused), 'cannot change feature "player_lookup": the flag store is unavailable (Redis did not confirm the change within 6000 ms)')
   await slowed
   t.ok(tookMs < 6000, `Redis's refusal came back before the app gave up (${tookMs} ms)`)
-  t.equal(await commandCalls(observer, 'eval'), writesBefore + 1, 'the write reached Redis')
+  t.equal(await commandCalls(observer, 'evalsha'), writesBefore + 1, 'the write reached Redis')
   t.equal(await observer.hget(names.key, 'player_lookup'), 'true', 'and Redis refused it')
   t.equal(first.app.flags.get('player_lookup'), true)
 })
@@ -286,7 +286,7 @@ test('a write applied just before its fence whose reply comes too late: set reje
   const { names, proxy, first, second, observer } = await behindProxy(t, server)
 
   // Redis runs the write at once; everything it sends back to the first instance is held.
-  const held = proxy.onceCommand('eval', () => proxy.holdReplies())
+  const held = proxy.onceCommand('evalsha', () => proxy.holdReplies())
   const heardBySecond = changeOf(second.app, 'player_lookup')
   const refused = await first.app.flags.disable('player_lookup').catch((error: unknown) => error)
   t.equal(messageOf(refused), 'cannot change feature "player_lookup": the flag store is unavailable (Redis did not confirm the change within 2000 ms)')
@@ -307,7 +307,7 @@ test('a write lost with its connection is not sent again once the connection is 
   const { names, proxy, first, second, observer } = await behindProxy(t, server)
 
   // The write is lost on the way and its connection closes; the driver reconnects at once, well before the deadline.
-  const dropped = proxy.dropOnceCommand('eval')
+  const dropped = proxy.dropOnceCommand('evalsha')
   const refused = await first.app.flags.disable('player_lookup').catch((error: unknown) => error)
   t.equal(messageOf(refused), 'cannot change feature "player_lookup": the flag store is unavailable (Redis did not confirm the change within 2000 ms)')
   await dropped

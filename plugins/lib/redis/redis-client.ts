@@ -18,6 +18,7 @@ export interface RedisClient {
   once: (event: string, listener: (...args: any[]) => void) => unknown
   off: (event: string, listener: (...args: any[]) => void) => unknown
   subscribe: (channel: string) => Promise<unknown>
+  publish: (channel: string, message: string) => Promise<unknown>
   hgetall: (key: string) => Promise<Record<string, string>>
   time: () => Promise<unknown[]>
   eval: (script: string, numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>
@@ -31,14 +32,15 @@ const UNQUEUED = { enableOfflineQueue: false, autoResendUnfulfilledCommands: fal
 /**
  * A new connection with `client`'s settings. `unqueued`: a command is sent
  * now or refused now, never queued while disconnected nor sent again on a
- * new connection, whatever the options of `client`. A Cluster takes the
- * offline-queue option for itself and the resend option for each node's
- * connection.
+ * new connection, whatever the options of `client`. On a Cluster, both are
+ * Cluster options: its own offline queue, and its retry of commands whose
+ * node connection dropped (`retryDelayOnFailover: 0` turns it off; the
+ * nodes' connections always queue, and resend nothing the Cluster does not).
  */
 export function connectionLike (client: RedisClient, unqueued: boolean): RedisClient {
   if (client.isCluster === true) {
     return unqueued
-      ? client.duplicate([], { enableOfflineQueue: false, lazyConnect: false, redisOptions: { autoResendUnfulfilledCommands: false } })
+      ? client.duplicate([], { enableOfflineQueue: false, retryDelayOnFailover: 0, lazyConnect: false })
       : client.duplicate([], { lazyConnect: false })
   }
   return unqueued ? client.duplicate({ ...UNQUEUED, lazyConnect: false }) : client.duplicate({ lazyConnect: false })

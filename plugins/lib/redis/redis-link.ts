@@ -1,7 +1,11 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { LuaScript } from './lua-script.js'
 import type { RedisClient } from './redis-client.js'
 import { connectionLike } from './redis-client.js'
+
+/** How often a link on a Cluster checks that its subscription still hears. */
+const ECHO_INTERVAL_MS = 1000
 
 /** What a store hears from its link to Redis. */
 export interface RedisLinkHandlers {
@@ -35,17 +39,47 @@ export class RedisLink {
   private readonly part: string
   private subscribedNow = false
   private closed = false
+  /** Cluster only: a channel of this link alone, where it checks that it still hears what is published. */
+  private readonly echoChannel: string | undefined
+  private echoTimer: NodeJS.Timeout | undefined
+  private echoesSent = 0
+  private echoesHeard = 0
 
   private readonly onSubscriberReady = (): void => {
-    this.subscriber.subscribe(this.channel).then(() => {
+    const channels = this.echoChannel === undefined ? [this.channel] : [this.channel, this.echoChannel]
+    Promise.all(channels.map(async (channel) => await this.subscriber.subscribe(channel))).then(() => {
       if (this.closed) return
       this.subscribedNow = true
+      this.echoesHeard = this.echoesSent
       this.handlers.subscribed()
     }, (error: unknown) => this.lost(error))
   }
 
   private readonly onSubscriberClosed = (): void => this.lost(new Error('the subscriber connection closed'))
-  private readonly onMessage = (_channel: string, text: string): void => this.handlers.message(text)
+  /**
+   * Cluster only, every second: did the last echo come back? When the node
+   * holding the subscription dies, ioredis subscribes again on another node
+   * by itself and says nothing, and what was published meanwhile is lost; a
+   * frozen node stalls the subscription silently. An echo not heard within a
+   * second says so: the subscription counts as lost (the store stops
+   * following) and is made again (the store reads what it missed).
+   */
+  private readonly checkEcho = (): void => {
+    if (!this.subscribedNow || !this.commandsReady) return
+    if (this.echoesHeard !== this.echoesSent) {
+      this.lost(new Error('the subscription stopped hearing what is published'))
+      this.onSubscriberReady()
+      return
+    }
+    this.echoesSent++
+    this.commands.publish(this.echoChannel as string, String(this.echoesSent)).catch(() => {})
+  }
+
+  private readonly onMessage = (channel: string, text: string): void => {
+    if (channel === this.echoChannel) this.echoesHeard = Math.max(this.echoesHeard, Number(text))
+    else this.handlers.message(text)
+  }
+
   private readonly onCommandsReady = (): void => this.handlers.commandsReady()
   private readonly onConnectionError = (error: Error): void => {
     this.log.debug({ err: error }, `${this.part}: Redis connection error`)
@@ -56,6 +90,11 @@ export class RedisLink {
     this.handlers = handlers
     this.log = log
     this.part = part
+    if (client.isCluster === true) {
+      this.echoChannel = `${channel}:echo:${randomUUID()}`
+      this.echoTimer = setInterval(this.checkEcho, ECHO_INTERVAL_MS)
+      this.echoTimer.unref()
+    }
     this.subscriber = connectionLike(client, false)
     this.subscriber.on('error', this.onConnectionError)
     this.subscriber.on('close', this.onSubscriberClosed)
@@ -84,6 +123,7 @@ export class RedisLink {
   /** Removes our listeners and closes both connections. */
   close (): void {
     this.closed = true
+    clearInterval(this.echoTimer)
     this.commands.off('ready', this.onCommandsReady)
     this.commands.disconnect()
     this.subscriber.off('ready', this.onSubscriberReady)

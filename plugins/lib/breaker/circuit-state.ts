@@ -110,7 +110,8 @@ export class CircuitStateMachine {
     if (generation !== this.generation) return
     if (state === 'closed') {
       if (outcome === 'neutral') {
-        this.calls--
+        // A window that holds only neutral calls has not started: it starts with the next call that counts, as the fleet's does.
+        if (--this.calls === 0 && this.failures === 0) this.windowEndsAt = 0
       } else {
         this.failures++
         if (this.calls >= this.settings.minimumCalls && this.failures / this.calls >= this.settings.failureRatio) this.open(error)

@@ -95,7 +95,11 @@ async function groups (redisUrl: string): Promise<{ groups: Group[], close: () =
   const route = await routeHandler()
   const fleet = await sharedBreakerApp(redisUrl)
   const shared = fleet.app.breaker('bench')
-  if (shared.toJSON().shared !== 'synced') throw new Error('policy: the fleet-wide breaker is not synced with Redis')
+  // A new fleet-wide breaker follows the fleet once its state was read (a round trip).
+  for (let tries = 0; shared.toJSON().shared !== 'synced'; tries++) {
+    if (tries === 100) throw new Error('policy: the fleet-wide breaker is not synced with Redis')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
 
   const cockatielBreaker = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new SamplingBreaker({ threshold: 0.6, duration: 10_000 }) })
   const cockatielRetry = retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() })

@@ -177,6 +177,7 @@ export class FleetStore implements FleetLink {
 
   /** The quorum this instance applies: fewer instances than the quorum alive, failures from all of them trip the fleet. */
   private quorum (): number {
+    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
     return Math.min(this.settings.quorum, this.presence.instances ?? this.settings.quorum)
   }
 
@@ -227,6 +228,7 @@ export class FleetStore implements FleetLink {
     if (holds !== undefined) await bounded(ISOLATE, [this.instance, holds])
     const openMs = localOpenMs()
     if (circuit.closed && openMs > 0) await bounded(OPEN, [Math.ceil(openMs)])
+    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
     if (this.closed) return
     circuit.tracked = true
     circuit.changed()
@@ -257,6 +259,7 @@ export class FleetStore implements FleetLink {
 
   /** A command for this breaker failed: it decides alone until its state is read again. */
   private lost (circuit: FleetCircuit, error: unknown, during: string): void {
+    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
     if (this.closed) return
     if (circuit.tracked) {
       circuit.tracked = false
@@ -267,6 +270,7 @@ export class FleetStore implements FleetLink {
 
   /** The subscription is lost: every breaker decides alone until it is back and each is read again. */
   private subscriptionLost (error: unknown): void {
+    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
     if (this.closed) return
     for (const { circuit } of this.members.values()) {
       circuit.tracked = false

@@ -115,6 +115,8 @@ test('Redis frozen (SIGSTOP): closed-path calls never wait for it, a half-open t
   // a called Redis for "other" (to send the failure): that breaker knows Redis is frozen, "db" has not asked it anything.
   await waitFor('"other" to decide alone', () => local.toJSON().shared === 'local-only')
   t.equal(a.db.toJSON().shared, 'synced', 'availability is per breaker')
+  // The subscription hears nothing either: within 3 s every breaker decides alone, b's too.
+  await allShared([a, b], 'local-only')
   await waitFor('a to try reading the fleet\'s state again, in vain', () => a.logs.lines.some((line) => line.msg === 'circuit breakers: Redis is still unreachable or slow' && line.during === 'reading the fleet\'s state'))
   server.process.resume()
   await allShared([a, b], 'synced')
@@ -133,6 +135,21 @@ test('Redis frozen (SIGSTOP): closed-path calls never wait for it, a half-open t
   // The trial Redis granted after a gave up was handed back: b can take the only slot, and closes the fleet.
   await waitFor('b to get the trial and close the fleet', async () => await succeeding(b.db).catch(() => 'refused') === 'ok' && b.db.state === 'closed')
   t.same(outageLogs(a), { lost: 2, back: 2 }, 'each outage logged once, with its end')
+})
+
+test('an app that closes while Redis is frozen and an update is on its way logs no outage: its commands fail because it closes', async (t) => {
+  const server = await ownRedis(t)
+  const where = fleet(server)
+  const [a] = await instances(t, where, 1) as [Instance]
+  await freeze(server)
+  // The failure is sent at once, and waits for the frozen Redis.
+  await failing(a.db)
+  const closing = performance.now()
+  await a.app.close()
+  server.process.resume()
+  // Closing waited the goodbye's full second (Redis frozen); the update, sent earlier, was given up before that.
+  t.ok(performance.now() - closing >= 900, 'the goodbye was bounded by its second')
+  t.notOk(a.logs.lines.some((line) => /^circuit breakers: Redis is (unreachable|still)/.test(line.msg)), 'no outage logged for a closing app')
 })
 
 test('an isolation survives a Redis restart: the holder asserts it again on resync', async (t) => {

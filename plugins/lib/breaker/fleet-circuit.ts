@@ -63,11 +63,11 @@ export class FleetCircuit {
   private readonly onChange: () => void
   /**
    * This breaker's state was read from Redis since its last failed command
-   * (the store sets it). With the subscription up, the fleet is followed.
-   * Each breaker has its own, so a Redis Cluster slot that is lost makes
-   * only its own breakers local-only.
+   * (the store says so with `track()`). With the subscription up, the fleet
+   * is followed. Each breaker has its own, so a Redis Cluster slot that is
+   * lost makes only its own breakers local-only.
    */
-  tracked = false
+  private isTracked = false
   private fleet: FleetState = { state: 'closed', generation: 0, openUntil: 0, openings: 0, epoch: '' }
   /** Successful calls and failures of generation `pendingGeneration` not sent yet. */
   private pendingCalls = 0
@@ -97,7 +97,19 @@ export class FleetCircuit {
 
   /** True while the fleet's state is followed through Redis. */
   get synced (): boolean {
-    return this.tracked && this.link.subscribed
+    return this.isTracked && this.link.subscribed
+  }
+
+  /** Whether this breaker's state was read from Redis since its last failed command. */
+  get tracked (): boolean {
+    return this.isTracked
+  }
+
+  /** The store read this breaker's state (true), or a command for it failed (false). */
+  track (tracked: boolean): void {
+    if (tracked === this.isTracked) return
+    this.isTracked = tracked
+    this.onChange()
   }
 
   /** Live instances of the fleet as last counted (this one included). */
@@ -223,11 +235,6 @@ export class FleetCircuit {
     const current = this.fleet
     if (next.epoch === current.epoch && next.generation <= current.generation) return
     this.fleet = next
-    this.onChange()
-  }
-
-  /** Whether the fleet is followed changed: the state this instance applies may have. */
-  changed (): void {
     this.onChange()
   }
 

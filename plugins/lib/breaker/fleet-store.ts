@@ -127,7 +127,7 @@ export class FleetStore implements FleetLink {
   report (circuit: FleetCircuit, generation: number, calls: number, failures: number): void {
     const { minimumCalls, failureRatio, windowMs } = circuit.settings
     const openMs = failures > 0 ? circuit.openMs(1, undefined) : 0
-    this.inBackground(circuit, REPORT, [generation, this.instance, calls, failures, minimumCalls, failureRatio, this.quorum(), windowMs, openMs])
+    this.inBackground(circuit, REPORT, [generation, this.instance, calls, failures, minimumCalls, failureRatio, this.presence.quorum(this.settings.quorum), windowMs, openMs])
   }
 
   async trial (circuit: FleetCircuit): Promise<TrialAnswer> {
@@ -173,12 +173,6 @@ export class FleetStore implements FleetLink {
     this.markFirstSync()
     await this.presence.leave()
     this.link.close()
-  }
-
-  /** The quorum this instance applies: fewer instances than the quorum alive, failures from all of them trip the fleet. */
-  private quorum (): number {
-    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
-    return Math.min(this.settings.quorum, this.presence.instances ?? this.settings.quorum)
   }
 
   /** The subscriber hears our channel only. */
@@ -228,10 +222,7 @@ export class FleetStore implements FleetLink {
     if (holds !== undefined) await bounded(ISOLATE, [this.instance, holds])
     const openMs = localOpenMs()
     if (circuit.closed && openMs > 0) await bounded(OPEN, [Math.ceil(openMs)])
-    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
-    if (this.closed) return
-    circuit.tracked = true
-    circuit.changed()
+    circuit.track(true)
   }
 
   /** Reads again every breaker that is not followed (one reading at a time, the breakers side by side). */
@@ -259,28 +250,23 @@ export class FleetStore implements FleetLink {
 
   /** A command for this breaker failed: it decides alone until its state is read again. */
   private lost (circuit: FleetCircuit, error: unknown, during: string): void {
-    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
-    if (this.closed) return
-    if (circuit.tracked) {
-      circuit.tracked = false
-      circuit.changed()
-    }
+    circuit.track(false)
     this.outage(error, during, circuit.name)
   }
 
   /** The subscription is lost: every breaker decides alone until it is back and each is read again. */
   private subscriptionLost (error: unknown): void {
-    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
-    if (this.closed) return
-    for (const { circuit } of this.members.values()) {
-      circuit.tracked = false
-      circuit.changed()
-    }
+    for (const { circuit } of this.members.values()) circuit.track(false)
     this.outage(error, 'listening')
   }
 
-  /** Logs an outage once (then at debug level), and reads again every second until every breaker is followed. */
+  /**
+   * Logs an outage once (then at debug level), and reads again every second
+   * until every breaker is followed; not once the store is closing (a command
+   * still on its way then fails for that reason).
+   */
   private outage (error: unknown, during: string, breaker?: string): void {
+    if (this.closed) return
     if (!this.outageLogged) {
       this.outageLogged = true
       this.log.warn({ err: error, during, breaker }, 'circuit breakers: Redis is unreachable or slow; each breaker concerned decides alone until it is back')

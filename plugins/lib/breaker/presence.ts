@@ -75,6 +75,14 @@ export class Presence {
     return this.live
   }
 
+  /**
+   * The quorum to apply: `configured`, or every live instance when fewer are
+   * alive. Before the fleet was first counted, `configured`.
+   */
+  quorum (configured: number): number {
+    return Math.min(configured, this.live ?? configured)
+  }
+
   /** Settles once the fleet was first counted. */
   get firstCount (): Promise<void> {
     return this.counted

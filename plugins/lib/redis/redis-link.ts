@@ -4,8 +4,12 @@ import type { LuaScript } from './lua-script.js'
 import type { RedisClient } from './redis-client.js'
 import { connectionLike } from './redis-client.js'
 
-/** How often a link on a Cluster checks that its subscription still hears. */
+/** How often a link checks that its subscription still hears. */
 const ECHO_INTERVAL_MS = 1000
+/** Echoes not heard back after which the subscription counts as lost (2 to 3 seconds). */
+const ECHOES_MISSED = 2
+
+const ignore = (): void => {}
 
 /** What a store hears from its link to Redis. */
 export interface RedisLinkHandlers {
@@ -24,7 +28,8 @@ export interface RedisLinkHandlers {
  * ioredis `Redis` or `Cluster`) and closed with the store: one subscribed to
  * the store's channel, subscribing again on every reconnection, and one for
  * commands, with no offline queue and no resending, so that a command goes
- * now or fails now (see `connectionLike`). ioredis reports every failed
+ * now or fails now (see `connectionLike`). An echo every second checks that
+ * the subscription still hears (see `checkEcho`). ioredis reports every failed
  * reconnection as an error: those are logged at debug level only, since
  * the store says once when Redis is lost and when it is back.
  */
@@ -39,17 +44,14 @@ export class RedisLink {
   private readonly part: string
   private subscribedNow = false
   private closed = false
-  /** Cluster only: a channel of this link alone, where it checks that it still hears what is published. */
-  private readonly echoChannel: string | undefined
-  private echoTimer: NodeJS.Timeout | undefined
+  /** A channel of this link alone, where it checks that it still hears what is published. */
+  private readonly echoChannel: string
+  private readonly echoTimer: NodeJS.Timeout
   private echoesSent = 0
   private echoesHeard = 0
 
   private readonly onSubscriberReady = (): void => {
-    const channels = this.echoChannel === undefined ? [this.channel] : [this.channel, this.echoChannel]
-    Promise.all(channels.map(async (channel) => await this.subscriber.subscribe(channel))).then(() => {
-      /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
-      if (this.closed) return
+    Promise.all([this.channel, this.echoChannel].map(async (channel) => await this.subscriber.subscribe(channel))).then(() => {
       this.subscribedNow = true
       this.echoesHeard = this.echoesSent
       this.handlers.subscribed()
@@ -58,23 +60,25 @@ export class RedisLink {
 
   private readonly onSubscriberClosed = (): void => this.lost(new Error('the subscriber connection closed'))
   /**
-   * Cluster only, every second: did the last echo come back? When the node
-   * holding the subscription dies, ioredis subscribes again on another node
-   * by itself and says nothing, and what was published meanwhile is lost; a
-   * frozen node stalls the subscription silently. An echo not heard within a
-   * second says so: the subscription counts as lost (the store stops
-   * following) and is made again (the store reads what it missed).
+   * Every second, an echo: a message to ourselves on a channel of our own.
+   * A frozen Redis keeps its connections open and says nothing, and on a
+   * Cluster, when the node holding the subscription dies, ioredis subscribes
+   * again on another node by itself and says nothing either: what was
+   * published meanwhile is lost. Two echoes not heard back say so: the
+   * subscription counts as lost (the store stops following) and is made
+   * again (the store then reads what it missed). An echo that could not be
+   * sent (the commands connection is down) is not heard either: nothing is
+   * followed then anyway.
    */
   private readonly checkEcho = (): void => {
-    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
-    if (!this.subscribedNow || !this.commandsReady) return
-    if (this.echoesHeard !== this.echoesSent) {
+    if (!this.subscribedNow) return
+    if (this.echoesSent - this.echoesHeard >= ECHOES_MISSED) {
       this.lost(new Error('the subscription stopped hearing what is published'))
       this.onSubscriberReady()
       return
     }
     this.echoesSent++
-    this.commands.publish(this.echoChannel as string, String(this.echoesSent)).catch(() => {})
+    this.commands.publish(this.echoChannel, String(this.echoesSent)).catch(ignore)
   }
 
   private readonly onMessage = (channel: string, text: string): void => {
@@ -92,11 +96,9 @@ export class RedisLink {
     this.handlers = handlers
     this.log = log
     this.part = part
-    if (client.isCluster === true) {
-      this.echoChannel = `${channel}:echo:${randomUUID()}`
-      this.echoTimer = setInterval(this.checkEcho, ECHO_INTERVAL_MS)
-      this.echoTimer.unref()
-    }
+    this.echoChannel = `${channel}:echo:${randomUUID()}`
+    this.echoTimer = setInterval(this.checkEcho, ECHO_INTERVAL_MS)
+    this.echoTimer.unref()
     this.subscriber = connectionLike(client, false)
     this.subscriber.on('error', this.onConnectionError)
     this.subscriber.on('close', this.onSubscriberClosed)
@@ -134,8 +136,8 @@ export class RedisLink {
     this.subscriber.disconnect()
   }
 
+  /** The subscription is lost; not once closed (a subscription on its way then fails for that reason). */
   private lost (error: unknown): void {
-    /* c8 ignore next */ // a race guard: the store closed, or the count not yet made, while a command was on its way
     if (this.closed) return
     this.subscribedNow = false
     this.handlers.subscriptionLost(error)

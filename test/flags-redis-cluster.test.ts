@@ -21,7 +21,7 @@ async function instance (t: Teardown, nodes: Nodes, names: { key: string, channe
   if (via === 'client') {
     await app.register(flags, { defaults: { player_lookup: true }, redis: { client, ...names, commandTimeoutMs: 500 } })
   } else {
-    await app.register(fastifyRedis, { client: client as never })
+    await app.register(fastifyRedis, { client })
     await app.register(flags, { defaults: { player_lookup: true }, redis: true })
   }
   await app.ready()

@@ -205,6 +205,22 @@ t.test('a TypeScript program that uses every plugin compiles with NodeNext, stri
   t.ok(existsSync(join(consumer, 'out', 'consumer.js')), 'compiled without errors')
 })
 
+t.test('with ioredis installed, a Redis and a Cluster are the breaker\'s and the flags\' client without casts, directly or through @fastify/redis', async (t) => {
+  if (!existsSync(join(installed, 'package.json'))) throw new Error('the package is not installed: an earlier step failed')
+  // A project of its own, so that the steps above keep proving the package needs no ioredis.
+  const withRedis = join(work, 'with-redis')
+  mkdirSync(withRedis)
+  cpSync(join(consumer, 'package.json'), join(withRedis, 'package.json'))
+  cpSync(join(consumer, 'node_modules'), join(withRedis, 'node_modules'), { recursive: true })
+  const version = (name: string): string => (JSON.parse(readFileSync(rootRequire.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version
+  const { seconds } = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=error', `ioredis@${version('ioredis')}`, `@fastify/redis@${version('@fastify/redis')}`], withRedis)
+  t.comment(`npm install ioredis @fastify/redis: ${seconds.toFixed(1)} s`)
+  cpSync(join(fixtures, 'redis-clients.ts'), join(withRedis, 'redis-clients.ts'))
+  writeFileSync(join(withRedis, 'tsconfig.json'), readFileSync(join(consumer, 'tsconfig.json'), 'utf8').replace('"consumer.ts"', '"redis-clients.ts"'))
+  await run(process.execPath, [rootRequire.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json', '--pretty', 'false'], withRedis)
+  t.ok(existsSync(join(withRedis, 'out', 'redis-clients.js')), 'compiled without errors')
+})
+
 t.test('the program runs as ESM with plain node: every plugin works from the package', async (t) => {
   if (!existsSync(join(consumer, 'out', 'consumer.js'))) throw new Error('the program was not compiled: an earlier step failed')
   const { stdout, seconds } = await run(process.execPath, ['out/consumer.js'], consumer, 60_000)

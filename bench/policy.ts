@@ -14,11 +14,13 @@ import CircuitBreaker from 'opossum'
 import { measure } from 'mitata'
 import { Redis } from 'ioredis'
 import { breaker, resilience } from 'fastify-resilience'
-import { startRedis } from '../local-services/index.js'
+import { startRedis, startRedisCluster } from '../local-services/index.js'
 import type { BenchOptions, Section } from './lib/report.js'
 import { table, verdict } from './lib/report.js'
 import { fixed, integer, median, rotate, spread } from './lib/stats.js'
 import { barChart } from './lib/svg.js'
+import { trialLatency } from './lib/trial-latency.js'
+import type { TrialBackend, TrialLatency } from './lib/trial-latency.js'
 
 const resolved = async (): Promise<string> => 'ok'
 
@@ -69,6 +71,17 @@ async function redis (smoke: boolean, log: (line: string) => void): Promise<{ ur
   }
   log('policy: starting a throwaway Redis')
   return await startRedis()
+}
+
+/** A Redis Cluster for the trial latency: the tests' in smoke mode, else a throwaway one of 3 masters. */
+async function cluster (smoke: boolean, log: (line: string) => void): Promise<{ nodes: Array<{ host: string, port: number }>, stop: () => Promise<void> }> {
+  const given = smoke ? process.env.RESILIENCE_TEST_REDIS_CLUSTER_NODES : undefined
+  if (given !== undefined && given !== '') {
+    log('policy: Redis Cluster from RESILIENCE_TEST_REDIS_CLUSTER_NODES')
+    return { nodes: given.split(',').map((node) => ({ host: node.split(':')[0] as string, port: Number(node.split(':')[1]) })), stop: async () => {} }
+  }
+  log('policy: starting a throwaway 3-master Redis Cluster')
+  return await startRedisCluster()
 }
 
 /** An app whose breakers are fleet-wide through Redis at `url` (keys of this run only). */
@@ -196,6 +209,22 @@ export async function policy (options: BenchOptions): Promise<Section> {
     await close()
     await redisServer.stop()
   }
+  const trialSamples = options.smoke ? 50 : 5000
+  const trials: Array<{ name: string, latency: TrialLatency }> = []
+  const singleRedis = await redis(options.smoke, options.log)
+  try {
+    trials.push({ name: 'one Redis', latency: await trialLatency({ kind: 'redis', url: singleRedis.url }, trialSamples) })
+  } finally {
+    await singleRedis.stop()
+  }
+  const clusterServers = await cluster(options.smoke, options.log)
+  try {
+    const backend: TrialBackend = { kind: 'cluster', nodes: clusterServers.nodes }
+    trials.push({ name: 'Redis Cluster, 3 masters', latency: await trialLatency(backend, trialSamples) })
+  } finally {
+    await clusterServers.stop()
+  }
+  options.log(`policy: trial grants measured (${trials.map(({ name, latency }) => `${name} p99 ${fixed(latency.p99Ms, 3)} ms`).join(', ')})`)
 
   const opsOf = (name: string): number => median(samples.get(name) ?? [])
   const ratioOf = (name: string): number => median(ratios.get(name) ?? [])
@@ -238,6 +267,12 @@ export async function policy (options: BenchOptions): Promise<Section> {
     'Configurations: cockatiel 4 `circuitBreaker` with a `SamplingBreaker` (60 %, 10 s: the closest to our windowed ratio) and `retry` with 2 attempts and exponential backoff; `timeout(2000, Aggressive)`. Ours: the `resilience` plugin (breaker, retry with `maxRetries: 2`, metrics off). The route pipeline is the handler Fastify calls for a route with `timeoutMs: 2000, breaker, retry: { maxRetries: 2 }`, captured with an `onRoute` hook and called with minimal request/reply stand-ins. opossum 9 has no retry; its breaker appears with and without its timeout. The fleet-wide breaker is the same breaker with the plugin\'s `shared` option on a local Redis (its closed path reads only the state held in memory; successes are sent to Redis in batches every 100 ms, in the background).',
     '',
     ...tables.flatMap((block) => [block, '']),
+    '### Half-open: a trial granted by the fleet',
+    '',
+    `A fleet-wide breaker held half-open (one instance, \`halfOpenMaxCalls\` of a million) runs ${trialSamples} calls one after the other; each waits for Redis to grant its trial (one script call by SHA, on the loopback), then settles it in the background. Time per call, from \`execute\` to its result:`,
+    '',
+    table(['where the fleet is kept', 'calls', 'p50 (ms)', 'p99 (ms)'], trials.map(({ name, latency }) => [name, String(latency.samples), fixed(latency.p50Ms, 3), fixed(latency.p99Ms, 3)])),
+    '',
     '**Targets**',
     '',
     ...targets,
@@ -253,7 +288,7 @@ export async function policy (options: BenchOptions): Promise<Section> {
     markdown,
     charts: { 'policy.svg': chart },
     headlines: [
-      `policy: fleet-wide breaker (closed) ${fixed(sharedSlowdown, 2)}x the local breaker's time per call`,
+      `policy: fleet-wide breaker (closed) ${fixed(sharedSlowdown, 2)}x the local breaker's time per call; a half-open trial's p99 ${trials.map(({ name, latency }) => `${fixed(latency.p99Ms, 2)} ms on ${name}`).join(', ')}`,
       `policy: breaker ${fixed(breakerRatio)}x and retry ${fixed(retryRatio)}x of raw cockatiel's ops/s; route pipeline with a timeout ${fixed(pipelineRatio)}x cockatiel's wrap(retry, breaker, timeout)`
     ]
   }

@@ -63,9 +63,9 @@ export class FleetCircuit {
   private readonly onChange: () => void
   /**
    * This breaker's state was read from Redis since its last failed command
-   * (the store says so with `track()`). With the subscription up, the fleet
-   * is followed. Each breaker has its own, so a Redis Cluster slot that is
-   * lost makes only its own breakers local-only.
+   * (the store says so with `track()`): its counts are sent. With the
+   * subscription up too, the fleet is followed. Each breaker has its own, so
+   * a Redis Cluster slot that is lost makes only its own breakers local-only.
    */
   private isTracked = false
   private fleet: FleetState = { state: 'closed', generation: 0, openUntil: 0, openings: 0, epoch: '' }
@@ -109,6 +109,11 @@ export class FleetCircuit {
   track (tracked: boolean): void {
     if (tracked === this.isTracked) return
     this.isTracked = tracked
+    this.onChange()
+  }
+
+  /** The subscription was lost or made again: whether the fleet is followed changed. */
+  subscriptionChanged (): void {
     this.onChange()
   }
 
@@ -162,10 +167,12 @@ export class FleetCircuit {
    * Counts the result of a call admitted on the closed path in the fleet's
    * `generation`: failures are sent at once (with the successes pending),
    * successes within the batching period. Results of an older generation,
-   * and neutral ones, count for nothing.
+   * and neutral ones, count for nothing. They are sent while this breaker's
+   * commands work, even with the subscription lost: Redis checks their
+   * generation, and its reply brings the fleet's state.
    */
   record (generation: number, outcome: CallOutcome): void {
-    if (outcome === 'neutral' || generation !== this.fleet.generation || this.fleet.state !== 'closed' || !this.synced) return
+    if (outcome === 'neutral' || generation !== this.fleet.generation || this.fleet.state !== 'closed' || !this.isTracked) return
     if (generation !== this.pendingGeneration) this.dropPending(generation)
     this.pendingCalls++
     if (outcome === 'failure') {

@@ -61,9 +61,11 @@ function parseMessage (text: string): Message | undefined {
  * it may have been missed. Each breaker follows the fleet on its own: a
  * command that fails (Redis unreachable or slow, or the Cluster slot of its
  * keys lost) makes that breaker decide alone (`synced` false) until its
- * state is read again, retried every second; a lost subscription makes every
- * breaker decide alone. An outage is logged once, and its end. No Redis
- * error reaches a caller.
+ * state is read again, retried every second, and sends no counts meanwhile;
+ * a lost subscription makes every breaker decide alone (counts are still
+ * sent: Redis checks their generation), and every breaker is read again once
+ * it is back. An outage is logged once, and its end. No Redis error reaches
+ * a caller.
  */
 export class FleetStore implements FleetLink {
   private readonly settings: FleetStoreSettings
@@ -79,6 +81,8 @@ export class FleetStore implements FleetLink {
   private flushTimer: NodeJS.Timeout | undefined
   private recoveryTimer: NodeJS.Timeout | undefined
   private reloading: Promise<void> | undefined
+  /** Subscribed again: every breaker is to be read (a reading on its way, or the commands connection down, defers it; the recovery timer runs until it is done). */
+  private readAllPending = false
   /** Settles once the breakers were first read (or the store closed): what `start()` waits for. */
   private readonly firstSync: Promise<void>
   private markFirstSync!: () => void
@@ -88,7 +92,7 @@ export class FleetStore implements FleetLink {
     this.log = log
     this.firstSync = new Promise<void>((resolve) => { this.markFirstSync = resolve })
     this.link = new RedisLink(settings.client, settings.channel, {
-      subscribed: () => this.reload(),
+      subscribed: () => this.onSubscribed(),
       subscriptionLost: (error) => this.subscriptionLost(error),
       commandsReady: () => {
         this.presence.announce()
@@ -153,7 +157,7 @@ export class FleetStore implements FleetLink {
   }
 
   isolate (circuit: FleetCircuit, holds: number): void {
-    if (circuit.synced) this.inBackground(circuit, ISOLATE, [this.instance, holds])
+    if (circuit.tracked) this.inBackground(circuit, ISOLATE, [this.instance, holds])
   }
 
   scheduleFlush (): void {
@@ -225,21 +229,27 @@ export class FleetStore implements FleetLink {
     circuit.track(true)
   }
 
-  /** Reads again every breaker that is not followed (one reading at a time, the breakers side by side). */
+  /**
+   * Reads again every breaker whose state is not known, or every breaker
+   * once subscribed again, since any change may have gone unheard (one
+   * reading at a time, the breakers side by side).
+   */
   private reload (): void {
     if (this.closed || this.reloading !== undefined || !this.link.commandsReady || !this.link.subscribed) return
-    const reading = this.reloadUntracked().finally(() => { this.reloading = undefined })
+    const reading = this.readMembers().finally(() => { this.reloading = undefined })
     this.reloading = reading
   }
 
-  private async reloadUntracked (): Promise<void> {
-    const untracked = [...this.members.values()].filter(({ circuit }) => !circuit.tracked)
-    const results = await Promise.allSettled(untracked.map(async (member) => await this.sync(member)))
+  private async readMembers (): Promise<void> {
+    const everything = this.readAllPending
+    this.readAllPending = false
+    const reading = [...this.members.values()].filter(({ circuit }) => everything || !circuit.tracked)
+    const results = await Promise.allSettled(reading.map(async (member) => await this.sync(member)))
     results.forEach((result, i) => {
-      if (result.status === 'rejected') this.lost((untracked[i] as Member).circuit, result.reason, 'reading the fleet\'s state')
+      if (result.status === 'rejected') this.lost((reading[i] as Member).circuit, result.reason, 'reading the fleet\'s state')
     })
     this.markFirstSync()
-    if (this.closed || !this.link.subscribed || [...this.members.values()].some(({ circuit }) => !circuit.tracked)) return
+    if (this.closed || !this.link.subscribed || this.readAllPending || [...this.members.values()].some(({ circuit }) => !circuit.tracked)) return
     clearInterval(this.recoveryTimer)
     this.recoveryTimer = undefined
     if (this.outageLogged) {
@@ -254,9 +264,19 @@ export class FleetStore implements FleetLink {
     this.outage(error, during, circuit.name)
   }
 
-  /** The subscription is lost: every breaker decides alone until it is back and each is read again. */
+  /** Subscribed (again): every breaker is read again, and follows the fleet once read. */
+  private onSubscribed (): void {
+    for (const { circuit } of this.members.values()) circuit.subscriptionChanged()
+    this.readAllPending = true
+    this.reload()
+  }
+
+  /**
+   * The subscription is lost: no breaker follows the fleet until it is back
+   * and each is read again; their counts are still sent.
+   */
   private subscriptionLost (error: unknown): void {
-    for (const { circuit } of this.members.values()) circuit.track(false)
+    for (const { circuit } of this.members.values()) circuit.subscriptionChanged()
     this.outage(error, 'listening')
   }
 

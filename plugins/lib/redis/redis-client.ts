@@ -11,9 +11,11 @@ export interface RedisClient {
   readonly isCluster?: boolean
   /**
    * A new connection with the same settings: `Redis.duplicate(options)`, or
-   * `Cluster.duplicate(startupNodes, options)` (see `connectionLike`).
+   * `Cluster.duplicate(startupNodes, options)` (see `unqueuedConnection`).
    */
   duplicate: (...args: any[]) => RedisClient
+  /** A Cluster's connections to its masters (plain `Redis` clients). */
+  nodes?: (role: 'master') => RedisClient[]
   on: (event: string, listener: (...args: any[]) => void) => unknown
   once: (event: string, listener: (...args: any[]) => void) => unknown
   off: (event: string, listener: (...args: any[]) => void) => unknown
@@ -30,18 +32,14 @@ export interface RedisClient {
 const UNQUEUED = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
 
 /**
- * A new connection with `client`'s settings. `unqueued`: a command is sent
- * now or refused now, never queued while disconnected nor sent again on a
- * new connection, whatever the options of `client`. On a Cluster, both are
+ * A new connection with `client`'s settings on which a command is sent now
+ * or refused now, never queued while disconnected nor sent again on a new
+ * connection, whatever the options of `client`. On a Cluster, both are
  * Cluster options: its own offline queue, and its retry of commands whose
  * node connection dropped (`retryDelayOnFailover: 0` turns it off; the
  * nodes' connections always queue, and resend nothing the Cluster does not).
  */
-export function connectionLike (client: RedisClient, unqueued: boolean): RedisClient {
-  if (client.isCluster === true) {
-    return unqueued
-      ? client.duplicate([], { enableOfflineQueue: false, retryDelayOnFailover: 0, lazyConnect: false })
-      : client.duplicate([], { lazyConnect: false })
-  }
-  return unqueued ? client.duplicate({ ...UNQUEUED, lazyConnect: false }) : client.duplicate({ lazyConnect: false })
+export function unqueuedConnection (client: RedisClient): RedisClient {
+  if (client.isCluster === true) return client.duplicate([], { enableOfflineQueue: false, retryDelayOnFailover: 0, lazyConnect: false })
+  return client.duplicate({ ...UNQUEUED, lazyConnect: false })
 }

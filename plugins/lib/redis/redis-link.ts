@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { LuaScript } from './lua-script.js'
 import type { RedisClient } from './redis-client.js'
-import { connectionLike } from './redis-client.js'
+import { unqueuedConnection } from './redis-client.js'
 
 /** How often a link checks that its subscription still hears. */
 const ECHO_INTERVAL_MS = 1000
@@ -28,7 +28,7 @@ export interface RedisLinkHandlers {
  * ioredis `Redis` or `Cluster`) and closed with the store: one subscribed to
  * the store's channel, subscribing again on every reconnection, and one for
  * commands, with no offline queue and no resending, so that a command goes
- * now or fails now (see `connectionLike`). An echo every second checks that
+ * now or fails now (see `unqueuedConnection`). An echo every second checks that
  * the subscription still hears (see `checkEcho`). ioredis reports every failed
  * reconnection as an error: those are logged at debug level only, since
  * the store says once when Redis is lost and when it is back.
@@ -36,7 +36,9 @@ export interface RedisLinkHandlers {
 export class RedisLink {
   /** The connection for commands: never queued, never resent. */
   readonly commands: RedisClient
-  private readonly subscriber: RedisClient
+  /** The subscribed connection; on a Cluster, to one node, made once the Cluster knows its nodes. */
+  private subscriber: RedisClient | undefined
+  private readonly client: RedisClient
   private readonly channel: string
   private readonly handlers: RedisLinkHandlers
   private readonly log: FastifyBaseLogger
@@ -51,7 +53,8 @@ export class RedisLink {
   private echoesHeard = 0
 
   private readonly onSubscriberReady = (): void => {
-    Promise.all([this.channel, this.echoChannel].map(async (channel) => await this.subscriber.subscribe(channel))).then(() => {
+    const subscriber = this.subscriber as RedisClient
+    Promise.all([this.channel, this.echoChannel].map(async (channel) => await subscriber.subscribe(channel))).then(() => {
       this.subscribedNow = true
       this.echoesHeard = this.echoesSent
       this.handlers.subscribed()
@@ -61,20 +64,23 @@ export class RedisLink {
   private readonly onSubscriberClosed = (): void => this.lost(new Error('the subscriber connection closed'))
   /**
    * Every second, an echo: a message to ourselves on a channel of our own.
-   * A frozen Redis keeps its connections open and says nothing, and on a
-   * Cluster, when the node holding the subscription dies, ioredis subscribes
-   * again on another node by itself and says nothing either: what was
-   * published meanwhile is lost. Two echoes not heard back say so: the
-   * subscription counts as lost (the store stops following) and is made
-   * again (the store then reads what it missed). An echo that could not be
-   * sent (the commands connection is down) is not heard either: nothing is
-   * followed then anyway.
+   * A frozen Redis keeps its connections open and says nothing. Two echoes
+   * not heard back (2 to 3 s) say that the subscription does not hear: it
+   * counts as lost (the store stops following), and a new subscriber
+   * connection replaces the old one; once it is subscribed, the store reads
+   * what it missed. On a Cluster the subscriber is a connection to one node,
+   * picked at random, so that the node's loss is seen at once (ioredis's own
+   * Cluster subscriber moves to another node silently, and what is
+   * published meanwhile is lost), and the replacement picks a node again:
+   * away from a dead or frozen one, sooner or later. An echo that could not
+   * be sent (the commands connection is down) is not heard either.
    */
   private readonly checkEcho = (): void => {
-    if (!this.subscribedNow) return
     if (this.echoesSent - this.echoesHeard >= ECHOES_MISSED) {
-      this.lost(new Error('the subscription stopped hearing what is published'))
-      this.onSubscriberReady()
+      if (this.subscribedNow) this.lost(new Error('the subscription stopped hearing what is published'))
+      this.echoesHeard = this.echoesSent
+      this.dropSubscriber()
+      this.openSubscriber()
       return
     }
     this.echoesSent++
@@ -86,7 +92,12 @@ export class RedisLink {
     else this.handlers.message(text)
   }
 
-  private readonly onCommandsReady = (): void => this.handlers.commandsReady()
+  private readonly onCommandsReady = (): void => {
+    // A Cluster's nodes are known once it is ready.
+    if (this.subscriber === undefined) this.openSubscriber()
+    this.handlers.commandsReady()
+  }
+
   private readonly onConnectionError = (error: Error): void => {
     this.log.debug({ err: error }, `${this.part}: Redis connection error`)
   }
@@ -96,17 +107,14 @@ export class RedisLink {
     this.handlers = handlers
     this.log = log
     this.part = part
+    this.client = client
     this.echoChannel = `${channel}:echo:${randomUUID()}`
     this.echoTimer = setInterval(this.checkEcho, ECHO_INTERVAL_MS)
     this.echoTimer.unref()
-    this.subscriber = connectionLike(client, false)
-    this.subscriber.on('error', this.onConnectionError)
-    this.subscriber.on('close', this.onSubscriberClosed)
-    this.subscriber.on('message', this.onMessage)
-    this.subscriber.on('ready', this.onSubscriberReady)
-    this.commands = connectionLike(client, true)
+    this.commands = unqueuedConnection(client)
     this.commands.on('error', this.onConnectionError)
     this.commands.on('ready', this.onCommandsReady)
+    this.openSubscriber()
   }
 
   /** Subscribed to the channel now. */
@@ -130,10 +138,36 @@ export class RedisLink {
     clearInterval(this.echoTimer)
     this.commands.off('ready', this.onCommandsReady)
     this.commands.disconnect()
-    this.subscriber.off('ready', this.onSubscriberReady)
-    this.subscriber.off('message', this.onMessage)
-    this.subscriber.off('close', this.onSubscriberClosed)
-    this.subscriber.disconnect()
+    this.dropSubscriber()
+  }
+
+  /**
+   * A new subscriber connection, which subscribes whenever it is ready: a
+   * duplicate of the app's client, or on a Cluster of one of its masters
+   * (none yet while the Cluster does not know its nodes: the next echo, or
+   * the commands connection's 'ready', tries again).
+   */
+  private openSubscriber (): void {
+    const masters = this.client.isCluster === true ? this.commands.nodes?.('master') ?? [] : [this.client]
+    const source = masters[Math.floor(Math.random() * masters.length)]
+    if (source === undefined) return
+    const subscriber = source.duplicate({ lazyConnect: false })
+    subscriber.on('error', this.onConnectionError)
+    subscriber.on('close', this.onSubscriberClosed)
+    subscriber.on('message', this.onMessage)
+    subscriber.on('ready', this.onSubscriberReady)
+    this.subscriber = subscriber
+  }
+
+  /** Closes the subscriber connection; what it still says is not heard (its errors are still logged). */
+  private dropSubscriber (): void {
+    const subscriber = this.subscriber
+    if (subscriber === undefined) return
+    this.subscriber = undefined
+    subscriber.off('ready', this.onSubscriberReady)
+    subscriber.off('message', this.onMessage)
+    subscriber.off('close', this.onSubscriberClosed)
+    subscriber.disconnect()
   }
 
   /** The subscription is lost; not once closed (a subscription on its way then fails for that reason). */

@@ -164,8 +164,10 @@ test('an isolation survives a Redis restart: the holder asserts it again on resy
   server = await startRedis({ port: server.port })
   t.teardown(() => server.stop())
   await allShared([a, b], 'synced')
-  t.equal(b.db.state, 'isolated', 'Redis came back empty, and a isolated it again')
   const observer = redisClient(t, server.port)
+  // Redis came back empty; b may read that (closed) a moment before a asserts its isolation again.
+  await waitFor('b isolated again', () => b.db.state === 'isolated')
+  t.equal(await observer.hlen(`${where.names.prefix}{db}:isolations`), 1, 'Redis came back empty, and a isolated it again')
   await waitFor('both instances announced again', async () => await observer.zcard(`${where.names.prefix}instances`) === 2)
   await everyoneCounted([a, b], where)
   handle.dispose()

@@ -62,12 +62,14 @@ export class FleetCircuit {
   private readonly link: FleetLink
   private readonly onChange: () => void
   /**
-   * This breaker's state was read from Redis since its last failed command
-   * (the store says so with `track()`): its counts are sent. With the
-   * subscription up too, the fleet is followed. Each breaker has its own, so
-   * a Redis Cluster slot that is lost makes only its own breakers local-only.
+   * No command for this breaker failed since its state was last read (the
+   * store says so with `track()`): its counts are sent. Each breaker has its
+   * own, so a Redis Cluster slot that is lost makes only its own breakers
+   * local-only.
    */
   private isTracked = false
+  /** Its state was read since the subscription was last made: no change went unheard. */
+  private isFresh = false
   private fleet: FleetState = { state: 'closed', generation: 0, openUntil: 0, openings: 0, epoch: '' }
   /** Successful calls and failures of generation `pendingGeneration` not sent yet. */
   private pendingCalls = 0
@@ -97,23 +99,30 @@ export class FleetCircuit {
 
   /** True while the fleet's state is followed through Redis. */
   get synced (): boolean {
-    return this.isTracked && this.link.subscribed
+    return this.known && this.link.subscribed
   }
 
-  /** Whether this breaker's state was read from Redis since its last failed command. */
+  /** Whether no command for this breaker failed since its state was last read. */
   get tracked (): boolean {
     return this.isTracked
   }
 
-  /** The store read this breaker's state (true), or a command for it failed (false). */
-  track (tracked: boolean): void {
-    if (tracked === this.isTracked) return
-    this.isTracked = tracked
-    this.onChange()
+  /** Its state is known: read since its last failed command and since the subscription was last made. */
+  get known (): boolean {
+    return this.isTracked && this.isFresh
   }
 
-  /** The subscription was lost or made again: whether the fleet is followed changed. */
-  subscriptionChanged (): void {
+  /** The store read this breaker's state (true), or a command for it failed (false). */
+  track (tracked: boolean): void {
+    const known = this.known
+    this.isTracked = tracked
+    if (tracked) this.isFresh = true
+    if (this.known !== known) this.onChange()
+  }
+
+  /** The subscription was lost: a change may go unheard until this breaker's state is read again. */
+  stale (): void {
+    this.isFresh = false
     this.onChange()
   }
 

@@ -81,8 +81,6 @@ export class FleetStore implements FleetLink {
   private flushTimer: NodeJS.Timeout | undefined
   private recoveryTimer: NodeJS.Timeout | undefined
   private reloading: Promise<void> | undefined
-  /** Subscribed again: every breaker is to be read (a reading on its way, or the commands connection down, defers it; the recovery timer runs until it is done). */
-  private readAllPending = false
   /** Settles once the breakers were first read (or the store closed): what `start()` waits for. */
   private readonly firstSync: Promise<void>
   private markFirstSync!: () => void
@@ -92,7 +90,7 @@ export class FleetStore implements FleetLink {
     this.log = log
     this.firstSync = new Promise<void>((resolve) => { this.markFirstSync = resolve })
     this.link = new RedisLink(settings.client, settings.channel, {
-      subscribed: () => this.onSubscribed(),
+      subscribed: () => this.reload(),
       subscriptionLost: (error) => this.subscriptionLost(error),
       commandsReady: () => {
         this.presence.announce()
@@ -230,9 +228,9 @@ export class FleetStore implements FleetLink {
   }
 
   /**
-   * Reads again every breaker whose state is not known, or every breaker
-   * once subscribed again, since any change may have gone unheard (one
-   * reading at a time, the breakers side by side).
+   * Reads again every breaker whose state is not known: a command for it
+   * failed, or the subscription was lost since it was read (one reading at
+   * a time, the breakers side by side).
    */
   private reload (): void {
     if (this.closed || this.reloading !== undefined || !this.link.commandsReady || !this.link.subscribed) return
@@ -241,15 +239,13 @@ export class FleetStore implements FleetLink {
   }
 
   private async readMembers (): Promise<void> {
-    const everything = this.readAllPending
-    this.readAllPending = false
-    const reading = [...this.members.values()].filter(({ circuit }) => everything || !circuit.tracked)
+    const reading = [...this.members.values()].filter(({ circuit }) => !circuit.known)
     const results = await Promise.allSettled(reading.map(async (member) => await this.sync(member)))
     results.forEach((result, i) => {
       if (result.status === 'rejected') this.lost((reading[i] as Member).circuit, result.reason, 'reading the fleet\'s state')
     })
     this.markFirstSync()
-    if (this.closed || !this.link.subscribed || this.readAllPending || [...this.members.values()].some(({ circuit }) => !circuit.tracked)) return
+    if (this.closed || !this.link.subscribed || [...this.members.values()].some(({ circuit }) => !circuit.known)) return
     clearInterval(this.recoveryTimer)
     this.recoveryTimer = undefined
     if (this.outageLogged) {
@@ -264,19 +260,12 @@ export class FleetStore implements FleetLink {
     this.outage(error, during, circuit.name)
   }
 
-  /** Subscribed (again): every breaker is read again, and follows the fleet once read. */
-  private onSubscribed (): void {
-    for (const { circuit } of this.members.values()) circuit.subscriptionChanged()
-    this.readAllPending = true
-    this.reload()
-  }
-
   /**
    * The subscription is lost: no breaker follows the fleet until it is back
-   * and each is read again; their counts are still sent.
+   * and each is read again (their counts are still sent).
    */
   private subscriptionLost (error: unknown): void {
-    for (const { circuit } of this.members.values()) circuit.subscriptionChanged()
+    for (const { circuit } of this.members.values()) circuit.stale()
     this.outage(error, 'listening')
   }
 

@@ -14,8 +14,6 @@ export interface RedisClient {
    * `Cluster.duplicate(startupNodes, options)` (see `unqueuedConnection`).
    */
   duplicate: (...args: any[]) => RedisClient
-  /** A Cluster's connections to its masters (plain `Redis` clients). */
-  nodes?: (role: 'master') => RedisClient[]
   on: (event: string, listener: (...args: any[]) => void) => unknown
   once: (event: string, listener: (...args: any[]) => void) => unknown
   off: (event: string, listener: (...args: any[]) => void) => unknown
@@ -26,6 +24,17 @@ export interface RedisClient {
   eval: (script: string, numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>
   evalsha: (sha: string, numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>
   disconnect: () => void
+}
+
+/** An ioredis `Cluster`, as the suite uses it. */
+export interface RedisClusterClient extends RedisClient {
+  /** Its connections to its masters (plain `Redis` clients), once it knows them. */
+  nodes: (role: 'master') => RedisClient[]
+}
+
+/** Whether `client` is an ioredis `Cluster`. */
+export function isClusterClient (client: RedisClient): client is RedisClusterClient {
+  return client.isCluster === true
 }
 
 /** ioredis options of a connection that never queues a command nor sends one twice. */
@@ -40,6 +49,6 @@ const UNQUEUED = { enableOfflineQueue: false, autoResendUnfulfilledCommands: fal
  * nodes' connections always queue, and resend nothing the Cluster does not).
  */
 export function unqueuedConnection (client: RedisClient): RedisClient {
-  if (client.isCluster === true) return client.duplicate([], { enableOfflineQueue: false, retryDelayOnFailover: 0, lazyConnect: false })
+  if (isClusterClient(client)) return client.duplicate([], { enableOfflineQueue: false, retryDelayOnFailover: 0, lazyConnect: false })
   return client.duplicate({ ...UNQUEUED, lazyConnect: false })
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { LuaScript } from './lua-script.js'
 import type { RedisClient } from './redis-client.js'
-import { unqueuedConnection } from './redis-client.js'
+import { isClusterClient, unqueuedConnection } from './redis-client.js'
 
 /** How often a link checks that its subscription still hears. */
 const ECHO_INTERVAL_MS = 1000
@@ -148,7 +148,7 @@ export class RedisLink {
    * the commands connection's 'ready', tries again).
    */
   private openSubscriber (): void {
-    const masters = this.client.isCluster === true ? this.commands.nodes?.('master') ?? [] : [this.client]
+    const masters = isClusterClient(this.commands) ? this.commands.nodes('master') : [this.client]
     const source = masters[Math.floor(Math.random() * masters.length)]
     if (source === undefined) return
     const subscriber = source.duplicate({ lazyConnect: false })

@@ -46,7 +46,7 @@ const TRIED = [
   '**What was tried.** The suite server was profiled with `--cpu-prof` under this load (`startBenchServer` takes Node flags), and the policy cost benchmark below was used to follow each change. Changes made on the hot path:',
   '',
   '- the route pipeline builds its client `AbortSignal` only when a retry is about to happen (building one per request was about half the pipeline\'s cost), and a departed client\'s errors are marked for the breaker instead of being watched through a signal;',
-  '- per-attempt timeouts of a route share one timer (`plugins/lib/shared/deadlines.ts`: a queue per duration) instead of a `setTimeout`/`clearTimeout` pair and a `Promise.race` per request;',
+  '- per-attempt timeouts of a route share one timer (`plugins/lib/time/deadlines.ts`: a queue per duration) instead of a `setTimeout`/`clearTimeout` pair and a `Promise.race` per request;',
   '- breaker call counts and the `operation_retries` histogram are plain additions on the hot path, folded into prom-client at scrape time (prom-client validates and hashes the labels on every `inc`/`observe`);',
   '- the retrier calls the first attempt itself and hands over to cockatiel\'s retry loop only after a retryable failure; the breaker lets cockatiel call the function directly and settles through two callbacks made once per breaker; the pipeline\'s steps pass promises through without async layers of their own;',
   '- load shedding releases its slot through one shared `close` listener added with `on` (no `once` wrapper per request).',

@@ -1,12 +1,12 @@
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { neverAborted } from './lib/shared/abort.js'
+import { neverAborted } from './lib/time/abort.js'
 import { counter, useMetricsRegistry } from './lib/metrics/registry.js'
-import { OptionReader } from './lib/shared/options.js'
-import { registerOnce } from './lib/shared/register-once.js'
-import { Deadlines } from './lib/shared/deadlines.js'
-import { callWithTimeout } from './lib/shared/timeout.js'
-import { isServerFailure } from './lib/shared/failure.js'
+import { OptionReader } from './lib/plugin/options.js'
+import { registerOnce } from './lib/plugin/register-once.js'
+import { Deadlines } from './lib/time/deadlines.js'
+import { callWithTimeout } from './lib/time/timeout.js'
+import { isServerFailure } from './lib/failure/failure.js'
 
 const PLUGIN = 'fastify-resilience-fallback'
 

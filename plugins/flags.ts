@@ -7,9 +7,9 @@ import { FeatureFlags, checkFlagName, checkFlagValue, enabledShare } from './lib
 import type { FlagValue } from './lib/flags/feature-flags.js'
 import { registerFlagAdmin } from './lib/flags/flag-admin.js'
 import { collectedGauge, useMetricsRegistry } from './lib/metrics/registry.js'
-import { OptionReader, isPlainObject } from './lib/shared/options.js'
+import { OptionReader, isPlainObject } from './lib/plugin/options.js'
 import { RedisFlagStore } from './lib/flags/redis-flag-store.js'
-import { registerOnce } from './lib/shared/register-once.js'
+import { registerOnce } from './lib/plugin/register-once.js'
 import { routeLabel, routeResilience } from './lib/route/route-config.js'
 
 export { FeatureFlags } from './lib/flags/feature-flags.js'

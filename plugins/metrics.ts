@@ -2,10 +2,10 @@ import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { DefaultMetricsCollectorConfiguration, RegistryContentType } from 'prom-client'
-import { bearerTokenGuard } from './lib/shared/bearer-token.js'
+import { bearerTokenGuard } from './lib/plugin/bearer-token.js'
 import { provideMetricsRegistry } from './lib/metrics/registry.js'
-import { OptionReader, isPlainObject } from './lib/shared/options.js'
-import { registerOnce } from './lib/shared/register-once.js'
+import { OptionReader, isPlainObject } from './lib/plugin/options.js'
+import { registerOnce } from './lib/plugin/register-once.js'
 // The `shed` route option's type is declared by the load shedding plugin.
 import type {} from './load-shedding.js'
 

@@ -3,12 +3,12 @@ import fp from 'fastify-plugin'
 import type { BreakerOptions } from './breaker.js'
 import { TimeoutError } from './errors.js'
 import type { Breaker } from './lib/breaker/breaker.js'
-import { neverAborted } from './lib/shared/abort.js'
-import { Deadlines } from './lib/shared/deadlines.js'
-import { isCausedByRequest } from './lib/shared/failure.js'
-import { DEPENDENCY_RETRY_AFTER_MS, dependencyAnswer } from './lib/shared/dependency-answer.js'
-import { OptionReader, isPlainObject } from './lib/shared/options.js'
-import { registerOnce } from './lib/shared/register-once.js'
+import { neverAborted } from './lib/time/abort.js'
+import { Deadlines } from './lib/time/deadlines.js'
+import { isCausedByRequest } from './lib/failure/failure.js'
+import { DEPENDENCY_RETRY_AFTER_MS, clientSafeError } from './lib/failure/client-safe-error.js'
+import { OptionReader, isPlainObject } from './lib/plugin/options.js'
+import { registerOnce } from './lib/plugin/register-once.js'
 import type { RetrySettings } from './lib/retry/retrier.js'
 import { RequestSignals } from './lib/route/request-signals.js'
 import { routeLabel, routeResilience } from './lib/route/route-config.js'
@@ -143,7 +143,7 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
       if (fallback === undefined || isCausedByRequest(error)) {
         // An open breaker knows when to come back; otherwise the default.
         const retryAfterMs = breaker !== undefined && breaker.retryAfterMs > 0 ? breaker.retryAfterMs : DEPENDENCY_RETRY_AFTER_MS
-        throw dependencyAnswer(error, retryAfterMs)
+        throw clientSafeError(error, retryAfterMs)
       }
       reply.code(200)
       return await fallback(request, error)

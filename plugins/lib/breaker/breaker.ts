@@ -1,13 +1,13 @@
 import { ConstantBackoff } from 'cockatiel'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { CircuitOpenError, withRetryAfter } from '../../errors.js'
-import { neverAborted } from '../shared/abort.js'
+import { neverAborted } from '../time/abort.js'
 import { CircuitStateMachine } from './circuit-state.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
 import type { FleetCircuit, FleetSettings } from './fleet-circuit.js'
-import { Deadlines } from '../shared/deadlines.js'
-import { callWithTimeout } from '../shared/timeout.js'
-import type { CallContext } from '../shared/timeout.js'
+import { Deadlines } from '../time/deadlines.js'
+import { callWithTimeout } from '../time/timeout.js'
+import type { CallContext } from '../time/timeout.js'
 
 export type { BreakerState } from './circuit-state.js'
 

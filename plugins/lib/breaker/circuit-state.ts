@@ -1,5 +1,5 @@
 import type { IBackoff, IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
-import { neverAborted } from '../shared/abort.js'
+import { neverAborted } from '../time/abort.js'
 
 /** `'isolated'` is an open circuit held open by hand with `isolate()`. */
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated'

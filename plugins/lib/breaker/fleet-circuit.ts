@@ -1,5 +1,5 @@
 import type { IBackoff, IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
-import { neverAborted } from '../shared/abort.js'
+import { neverAborted } from '../time/abort.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
 
 /** The fleet's state of one breaker as Redis last told it. */

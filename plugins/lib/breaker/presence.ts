@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { LuaScript } from '../redis/lua-script.js'
 import type { RedisLink } from '../redis/redis-link.js'
-import { withinMs } from '../shared/give-up.js'
+import { withinMs } from '../time/give-up.js'
 
 /** How often an instance says it is alive. */
 export const HEARTBEAT_MS = 1000

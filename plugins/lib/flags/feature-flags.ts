@@ -1,4 +1,4 @@
-import { OptionReader, isPlainObject } from '../shared/options.js'
+import { OptionReader, isPlainObject } from '../plugin/options.js'
 import { rolloutBucket } from './stable-hash.js'
 
 /** A flag is on, off, or on for a stable share of keys (0 to 100 %). */

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { bearerTokenGuard } from '../shared/bearer-token.js'
+import { bearerTokenGuard } from '../plugin/bearer-token.js'
 import type { FeatureFlags, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
 

@@ -4,7 +4,7 @@ import type { RedisClient } from '../redis/redis-client.js'
 import { LuaScript } from '../redis/lua-script.js'
 import { RedisLink } from '../redis/redis-link.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
-import { beforeGiveUp, withinMs } from '../shared/give-up.js'
+import { beforeGiveUp, withinMs } from '../time/give-up.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
 

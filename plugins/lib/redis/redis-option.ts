@@ -1,5 +1,5 @@
 import type { RedisClient } from './redis-client.js'
-import type { OptionReader } from '../shared/options.js'
+import type { OptionReader } from '../plugin/options.js'
 
 /**
  * The client of a plugin's Redis option (`option` names it, e.g.

@@ -1,8 +1,9 @@
 import { handleWhen, retry } from 'cockatiel'
 import type { IBackoff, IBackoffFactory, RetryPolicy } from 'cockatiel'
 import type { Counter, Registry } from 'prom-client'
-import { neverAborted, sleep, untilAborted } from '../shared/abort.js'
-import { retryExhausted } from '../shared/dependency-answer.js'
+import { RetryExhaustedError, withRetryAfter } from '../../errors.js'
+import { neverAborted, sleep, untilAborted } from '../time/abort.js'
+import { DEPENDENCY_RETRY_AFTER_MS } from '../failure/client-safe-error.js'
 import { counter, talliedHistogram } from '../metrics/registry.js'
 import type { HistogramTally, TalliedHistogram } from '../metrics/tallied-histogram.js'
 import { RetryBudget } from './retry-budget.js'
@@ -192,4 +193,9 @@ export class Retrier {
       throw error
     }
   }
+}
+
+/** `FST_RESILIENCE_RETRY_EXHAUSTED` with its attempts, cause and `Retry-After`. */
+function retryExhausted (operation: string, attempts: number, cause: unknown): InstanceType<typeof RetryExhaustedError> {
+  return withRetryAfter(new RetryExhaustedError(operation, attempts, { cause }), DEPENDENCY_RETRY_AFTER_MS)
 }

@@ -3,8 +3,8 @@ import type { Jitter } from './backoff.js'
 import { retryPolicy } from './retrier.js'
 import type { RetrySettings } from './retrier.js'
 import type { RetryBudgetSettings } from './retry-budget.js'
-import { OptionReader, isPlainObject } from '../shared/options.js'
-import { isTransientError } from '../shared/transient.js'
+import { OptionReader, isPlainObject } from '../plugin/options.js'
+import { isTransientError } from '../failure/transient.js'
 
 /** Options of one retried call; the plugin options are their defaults. */
 export interface RetryOptions {

@@ -1,4 +1,4 @@
-import { OptionReader, describeValue } from '../shared/options.js'
+import { OptionReader, describeValue } from '../plugin/options.js'
 
 /**
  * The per-route options every fastify-resilience plugin reads from

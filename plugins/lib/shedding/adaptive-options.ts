@@ -1,4 +1,4 @@
-import type { OptionReader } from '../shared/options.js'
+import type { OptionReader } from '../plugin/options.js'
 import { ADAPTIVE_DEFAULTS } from './adaptive-limit.js'
 import type { AdaptiveLimitOptions, AdaptiveLimitSettings } from './adaptive-limit.js'
 

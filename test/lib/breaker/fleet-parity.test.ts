@@ -30,7 +30,7 @@ import { CircuitStateMachine } from '../../../plugins/lib/breaker/circuit-state.
 import type { BreakerState, CallOutcome, CircuitSettings } from '../../../plugins/lib/breaker/circuit-state.js'
 import { READ, REPORT, SETTLE, TRIAL } from '../../../plugins/lib/breaker/fleet-scripts.js'
 import type { LuaScript } from '../../../plugins/lib/redis/lua-script.js'
-import { neverAborted } from '../../../plugins/lib/shared/abort.js'
+import { neverAborted } from '../../../plugins/lib/time/abort.js'
 import { useFakeClock } from '../../fixtures/clock.js'
 import { testRedisUrl, uniqueName } from '../../fixtures/services.js'
 

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import fp from 'fastify-plugin'
 import type { BreakerOptions } from './breaker.js'
-import { TimeoutError } from './errors.js'
 import type { Breaker } from './lib/breaker/breaker.js'
 import { neverAborted } from './lib/time/abort.js'
 import { Deadlines } from './lib/time/deadlines.js'
+import { callWithTimeout } from './lib/time/timeout.js'
 import { isCausedByRequest } from './lib/failure/failure.js'
 import { DEPENDENCY_RETRY_AFTER_MS, clientSafeError } from './lib/failure/client-safe-error.js'
 import { OptionReader, isPlainObject } from './lib/plugin/options.js'
@@ -89,26 +89,12 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
   async function attempt (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
     signals.startAttempt()
     try {
-      const result = handler.call(instance, request, reply)
-      if (deadlines === undefined) return await result
-      return await new Promise<unknown>((resolve, reject) => {
-        const deadline = deadlines.start(() => {
-          // A handler that already replied and then lingers is done, as far as the client knows.
-          if (reply.sent) {
-            resolve(reply)
-            return
-          }
-          const error = new TimeoutError(deadlines.ms)
-          signals.abortAttempt(error)
-          reject(error)
-        })
-        Promise.resolve(result).then((value) => {
-          deadline.cancel()
-          resolve(value)
-        }, (error: unknown) => {
-          deadline.cancel()
-          reject(error)
-        })
+      if (deadlines === undefined) return await handler.call(instance, request, reply)
+      return await callWithTimeout(() => handler.call(instance, request, reply), neverAborted, deadlines, (error) => {
+        // A handler that already replied and then lingers is done, as far as the client knows.
+        if (reply.sent) return { settled: reply }
+        signals.abortAttempt(error)
+        return undefined
       })
     } catch (error) {
       if (reply.sent && typeof error === 'object' && error !== null) answered.add(error)

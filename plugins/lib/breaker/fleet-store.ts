@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { RedisClient } from '../redis/redis-client.js'
 import type { LuaScript } from '../redis/lua-script.js'
 import { RedisLink } from '../redis/redis-link.js'
-import { withinMs } from '../time/give-up.js'
+import { Deadlines } from '../time/deadlines.js'
+import { within } from '../time/timeout.js'
 import type { BreakerState, CallOutcome } from './circuit-state.js'
 import { FleetCircuit } from './fleet-circuit.js'
 import type { FleetLink, FleetSettings, FleetState, TrialAnswer } from './fleet-circuit.js'
@@ -75,6 +76,9 @@ export class FleetStore implements FleetLink {
   private readonly members = new Map<string, Member>()
   private readonly link: RedisLink
   private readonly presence: Presence
+  /** Waits for Redis on a decision (`settings.timeoutMs`) and in the background. */
+  private readonly decisionWaits: Deadlines
+  private readonly backgroundWaits = new Deadlines(BACKGROUND_TIMEOUT_MS)
   /** An outage was logged and not yet its end. */
   private outageLogged = false
   private closed = false
@@ -88,6 +92,7 @@ export class FleetStore implements FleetLink {
   constructor (settings: FleetStoreSettings, log: FastifyBaseLogger) {
     this.settings = settings
     this.log = log
+    this.decisionWaits = new Deadlines(settings.timeoutMs)
     this.firstSync = new Promise<void>((resolve) => { this.markFirstSync = resolve })
     this.link = new RedisLink(settings.client, settings.channel, {
       subscribed: () => this.reload(),
@@ -111,7 +116,7 @@ export class FleetStore implements FleetLink {
 
   /** Waits (at most a second) for the first reading of the fleet's state and size; never fails start-up. */
   async start (): Promise<void> {
-    await withinMs(Promise.all([this.firstSync, this.presence.firstCount]), BACKGROUND_TIMEOUT_MS).catch(() => {
+    await within(Promise.all([this.firstSync, this.presence.firstCount]), this.backgroundWaits).catch(() => {
       this.outage(new Error('Redis did not answer at start-up'), 'starting')
     })
   }
@@ -136,7 +141,7 @@ export class FleetStore implements FleetLink {
     const { halfOpenMaxCalls, trialLeaseMs } = circuit.settings
     const asked = this.run(circuit, TRIAL, [halfOpenMaxCalls, trialLeaseMs])
     try {
-      const reply = await withinMs(asked, this.settings.timeoutMs) as ScriptReply
+      const reply = await within(asked, this.decisionWaits) as ScriptReply
       if (reply[4] === 1) return { granted: true, generation: reply[1] }
       // The fleet closed meanwhile: the closed path decides.
       return { granted: false, local: reply[0] === 'closed' }
@@ -212,13 +217,13 @@ export class FleetStore implements FleetLink {
 
   /** Runs a script in the background, bounded; a failure means this breaker's Redis is unreachable. */
   private inBackground (circuit: FleetCircuit, script: LuaScript, args: Array<string | number>): void {
-    withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS).catch((error: unknown) => this.lost(circuit, error, 'sending an update'))
+    within(this.run(circuit, script, args), this.backgroundWaits).catch((error: unknown) => this.lost(circuit, error, 'sending an update'))
   }
 
   /** Reads a breaker's state and tells the fleet what this instance knows that it may not; then it follows the fleet. */
   private async sync ({ circuit, localOpenMs }: Member): Promise<void> {
     const bounded = async (script: LuaScript, args: Array<string | number>): Promise<unknown> =>
-      await withinMs(this.run(circuit, script, args), BACKGROUND_TIMEOUT_MS)
+      await within(this.run(circuit, script, args), this.backgroundWaits)
     await bounded(READ, [])
     const holds = circuit.isolationHolds
     if (holds !== undefined) await bounded(ISOLATE, [this.instance, holds])

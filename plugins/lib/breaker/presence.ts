@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { LuaScript } from '../redis/lua-script.js'
 import type { RedisLink } from '../redis/redis-link.js'
-import { withinMs } from '../time/give-up.js'
+import { Deadlines } from '../time/deadlines.js'
+import { within } from '../time/timeout.js'
 
 /** How often an instance says it is alive. */
 export const HEARTBEAT_MS = 1000
@@ -50,6 +51,7 @@ export class Presence {
   private readonly channel: string
   private readonly instance: string
   private readonly log: FastifyBaseLogger
+  private readonly waits = new Deadlines(PRESENCE_TIMEOUT_MS)
   private live: number | undefined
   private announcing: Promise<void> | undefined
   /** Asked to count again while a count was on its way (it may have missed a join). */
@@ -96,7 +98,7 @@ export class Presence {
     }
     if (this.left || !this.link.commandsReady) return
     const asked = this.link.run(ANNOUNCE, [this.key], [this.instance, PRESENCE_TTL_MS, this.channel, PRESENCE_MESSAGE])
-    this.announcing = withinMs(asked, PRESENCE_TIMEOUT_MS).then((count) => {
+    this.announcing = within(asked, this.waits).then((count) => {
       this.live = Number(count)
       this.markCounted()
     }, (error: unknown) => {
@@ -116,6 +118,6 @@ export class Presence {
     clearInterval(this.timer)
     this.markCounted()
     if (!this.link.commandsReady) return
-    await withinMs(this.link.run(LEAVE, [this.key], [this.instance, this.channel, PRESENCE_MESSAGE]), PRESENCE_TIMEOUT_MS).catch(() => {})
+    await within(this.link.run(LEAVE, [this.key], [this.instance, this.channel, PRESENCE_MESSAGE]), this.waits).catch(() => {})
   }
 }

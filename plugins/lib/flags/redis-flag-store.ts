@@ -1,10 +1,11 @@
-import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisClient } from '../redis/redis-client.js'
 import { LuaScript } from '../redis/lua-script.js'
 import { RedisLink } from '../redis/redis-link.js'
 import { FlagStoreUnavailableError, TimeoutError, isTimeoutError } from '../../errors.js'
-import { beforeGiveUp, withinMs } from '../time/give-up.js'
+import { Deadlines } from '../time/deadlines.js'
+import { callWithTimeout, within } from '../time/timeout.js'
+import { neverAborted } from '../time/abort.js'
 import type { FeatureFlags, FlagStore, FlagValue } from './feature-flags.js'
 import { FLAG_NAME } from './feature-flags.js'
 
@@ -85,6 +86,8 @@ export class RedisFlagStore implements FlagStore {
   private readonly flags: FeatureFlags
   private readonly log: FastifyBaseLogger
   private readonly link: RedisLink
+  /** Waits for Redis, `commandTimeoutMs` each. */
+  private readonly waits: Deadlines
   private readonly writerReady: Promise<unknown>
   private unavailable = false
   /** Settles once the subscriber has subscribed for the first time. */
@@ -119,6 +122,7 @@ export class RedisFlagStore implements FlagStore {
     this.settings = settings
     this.flags = flags
     this.log = log
+    this.waits = new Deadlines(settings.commandTimeoutMs)
     this.subscribed = new Promise<void>((resolve) => { this.markSubscribed = resolve })
     this.writerReady = new Promise<void>((resolve) => { this.markWriterReady = resolve })
     this.link = new RedisLink(settings.client, settings.channel, {
@@ -138,9 +142,9 @@ export class RedisFlagStore implements FlagStore {
   /** Subscribes, connects the writer and loads every value; never fails start-up (Redis may come later). */
   async start (): Promise<void> {
     await Promise.all([
-      withinMs(this.subscribed, this.settings.commandTimeoutMs).catch(this.onSubscriptionLost),
+      within(this.subscribed, this.waits).catch(this.onSubscriptionLost),
       // Without an offline queue, a change made before the writer is connected would be refused.
-      withinMs(this.writerReady, this.settings.commandTimeoutMs).catch(() => {})
+      within(this.writerReady, this.waits).catch(() => {})
     ])
     await this.reload()
   }
@@ -154,28 +158,33 @@ export class RedisFlagStore implements FlagStore {
   }
 
   /**
-   * Asks Redis for its time, then sends the fenced write. Redis read its clock
-   * at some moment before its reply arrived; taking that moment to be now can
-   * only move the fence earlier, so the fence passes on Redis's clock no later
-   * than `giveUpAt` passes on ours, whatever the offset between the two clocks
-   * (and both count time at the same rate over a few seconds). A TIME answered
-   * after we gave up sends nothing.
+   * Asks Redis for its time, then sends the fenced write, both within one
+   * wait of `commandTimeoutMs`, which gives up no earlier than `giveUpAt`.
+   * Redis read its clock at some moment before its reply arrived; taking that
+   * moment to be now can only move the fence earlier, so the fence passes on
+   * Redis's clock no later than `giveUpAt` passes on ours, whatever the offset
+   * between the two clocks (and both count time at the same rate over a few
+   * seconds). A TIME answered after we gave up sends nothing.
    */
   private async fencedWrite (name: string, value: FlagValue): Promise<void> {
     const { key, channel, commandTimeoutMs } = this.settings
-    const giveUpAt = performance.now() + commandTimeoutMs
-    const [seconds, microseconds] = await beforeGiveUp(this.link.commands.time(), giveUpAt, commandTimeoutMs)
-    const fenceUs = Number(seconds) * 1_000_000 + Number(microseconds) + Math.floor((giveUpAt - performance.now()) * 1000)
-    const written = this.link.run(FENCED_SET, [key], [fenceUs, name, JSON.stringify(value), channel, JSON.stringify({ name, value })])
-    let applied: unknown
+    const clock = this.waits.clock
+    const giveUpAt = clock.now() + commandTimeoutMs
+    let written: Promise<unknown> | undefined
     try {
-      applied = await beforeGiveUp(written, giveUpAt, commandTimeoutMs)
+      const applied = await callWithTimeout(async ({ signal }) => {
+        const [seconds, microseconds] = await this.link.commands.time()
+        signal.throwIfAborted()
+        const fenceUs = Number(seconds) * 1_000_000 + Number(microseconds) + Math.floor((giveUpAt - clock.now()) * 1000)
+        written = this.link.run(FENCED_SET, [key], [fenceUs, name, JSON.stringify(value), channel, JSON.stringify({ name, value })])
+        return await written
+      }, neverAborted, this.waits)
+      // Refused: Redis's clock had passed the fence (the TIME reply was slow).
+      if (applied !== 1) throw new TimeoutError(commandTimeoutMs)
     } catch (error) {
-      this.reportLateReply(name, value, written)
+      if (written !== undefined) this.reportLateReply(name, value, written)
       throw error
     }
-    // Refused: Redis's clock had passed the fence (the TIME reply was slow).
-    if (applied !== 1) throw new TimeoutError(commandTimeoutMs)
   }
 
   /** A write given up on may still have been applied before its fence: say so when its reply comes. */
@@ -191,7 +200,7 @@ export class RedisFlagStore implements FlagStore {
   async reload (): Promise<void> {
     let stored: Record<string, string>
     try {
-      stored = await withinMs(this.link.commands.hgetall(this.settings.key), this.settings.commandTimeoutMs)
+      stored = await within(this.link.commands.hgetall(this.settings.key), this.waits)
     } catch (error) {
       this.log.warn({ err: error }, 'feature flags: could not load the values from Redis; keeping the last known values')
       return

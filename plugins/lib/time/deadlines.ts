@@ -1,5 +1,8 @@
+import { systemClock } from './clock.js'
+import type { Clock, ClockTimer } from './clock.js'
+
 /**
- * Many deadlines of one duration on one timer. Deadlines of equal length
+ * Many deadlines of one duration on one timer, on a monotonic {@link Clock}. Deadlines of equal length
  * expire in the order they started, so a queue and a single timer armed for
  * the oldest one replace a `setTimeout`/`clearTimeout` pair per call (the
  * per-attempt timeout of a route runs on every request). Cancelling is O(1);
@@ -8,18 +11,24 @@
  */
 export class Deadlines {
   readonly ms: number
+  /** The clock the deadlines are measured on. */
+  readonly clock: Clock
   private queue: Deadline[] = []
   private head = 0
   private pending = 0
-  private timer: NodeJS.Timeout | undefined
+  private timer: ClockTimer | undefined
 
-  constructor (ms: number) {
+  constructor (ms: number, clock: Clock = systemClock) {
     this.ms = ms
+    this.clock = clock
   }
 
-  /** Calls `onExpire` once `ms` have passed, unless `cancel()` is called first. */
+  /**
+   * Calls `onExpire` once `ms` have passed, unless `cancel()` is called first;
+   * never before (a timer that fires early is armed again).
+   */
   start (onExpire: () => void): Deadline {
-    const deadline = new Deadline(this, Date.now() + this.ms, onExpire)
+    const deadline = new Deadline(this, this.clock.now() + this.ms, onExpire)
     this.queue.push(deadline)
     this.pending++
     if (this.timer === undefined) this.arm(this.ms)
@@ -48,12 +57,12 @@ export class Deadlines {
 
   /** Only ever called with a deadline pending (the head of the queue). */
   private arm (ms: number): void {
-    this.timer = setTimeout(() => this.expire(), ms)
+    this.timer = this.clock.setTimeout(() => this.expire(), ms)
   }
 
   private expire (): void {
     this.timer = undefined
-    const now = Date.now()
+    const now = this.clock.now()
     const queue = this.queue
     while (this.head < queue.length) {
       const deadline = queue[this.head] as Deadline

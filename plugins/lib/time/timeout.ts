@@ -1,5 +1,5 @@
 import { TimeoutError } from '../../errors.js'
-import { onAbort } from './abort.js'
+import { neverAborted, onAbort } from './abort.js'
 import type { Deadlines } from './deadlines.js'
 
 /** What every protected function receives. */
@@ -47,17 +47,25 @@ class TimedContext implements CallContext {
 }
 
 /**
+ * Decides how a call whose deadline passed settles: `{ settled: value }`
+ * resolves it with `value` (the route pipeline's handler had already replied);
+ * `undefined` rejects it with the timeout error.
+ */
+export type OnExpire<T> = (error: InstanceType<typeof TimeoutError>) => { settled: T } | undefined
+
+/**
  * Runs `fn` with a signal that follows `signal` and also aborts when its
  * deadline (of the `deadlines` queue) passes, in which case the call rejects
- * with `FST_RESILIENCE_TIMEOUT` at once, without waiting for `fn` to notice.
- * Without `deadlines`, `fn` simply receives `signal`.
+ * with `FST_RESILIENCE_TIMEOUT` at once, without waiting for `fn` to notice
+ * (unless `onExpire` settles it otherwise). Without `deadlines`, `fn` simply
+ * receives `signal`.
  *
- * The suite's one timeout mechanism: the breaker's `timeoutMs`, the fallback's
- * tiers, the flag store's commands and the route pipeline's per-attempt
- * timeout all run on {@link Deadlines} queues, one timer per duration rather
- * than a timer per call.
+ * The suite's one way to bound a wait: the breaker's `timeoutMs`, the
+ * fallback's tiers, the route pipeline's per-attempt timeout and the Redis
+ * stores' commands all run here, on {@link Deadlines} queues (one timer per
+ * duration rather than a timer per call) measured on one monotonic clock.
  */
-export function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, deadlines: Deadlines | undefined): Promise<T> {
+export function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T> | T, signal: AbortSignal, deadlines: Deadlines | undefined, onExpire?: OnExpire<T>): Promise<T> {
   if (deadlines === undefined) {
     try {
       return Promise.resolve(fn({ signal }))
@@ -69,6 +77,12 @@ export function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T>
   return new Promise<T>((resolve, reject) => {
     const deadline = deadlines.start(() => {
       const error = new TimeoutError(deadlines.ms)
+      const outcome = onExpire?.(error)
+      if (outcome !== undefined) {
+        context.release()
+        resolve(outcome.settled)
+        return
+      }
       context.expire(error)
       reject(error)
     })
@@ -88,4 +102,12 @@ export function callWithTimeout<T> (fn: (context: CallContext) => PromiseLike<T>
       reject(error)
     })
   })
+}
+
+/**
+ * Settles like `promise`, or rejects with `FST_RESILIENCE_TIMEOUT` once a
+ * deadline of `deadlines` passes (never before): for waits on a server.
+ */
+export function within<T> (promise: PromiseLike<T>, deadlines: Deadlines): Promise<T> {
+  return callWithTimeout(() => promise, neverAborted, deadlines)
 }

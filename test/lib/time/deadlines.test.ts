@@ -1,11 +1,11 @@
 import { once } from 'node:events'
 import { test } from 'tap'
 import { Deadlines } from '../../../plugins/lib/time/deadlines.js'
-import { useFakeClock } from '../../fixtures/clock.js'
+import { ownClock } from '../../fixtures/clock.js'
 
 test('deadlines expire in order, each after its own full duration, on one timer', async (t) => {
-  const clock = useFakeClock(t)
-  const deadlines = new Deadlines(100)
+  const clock = ownClock()
+  const deadlines = new Deadlines(100, clock)
   const expired: string[] = []
   deadlines.start(() => expired.push('a'))
   await clock.tickAsync(40)
@@ -23,8 +23,8 @@ test('deadlines expire in order, each after its own full duration, on one timer'
 })
 
 test('a cancelled deadline never fires, and cancelling twice or after expiry changes nothing', async (t) => {
-  const clock = useFakeClock(t)
-  const deadlines = new Deadlines(50)
+  const clock = ownClock()
+  const deadlines = new Deadlines(50, clock)
   const expired: string[] = []
   const a = deadlines.start(() => expired.push('a'))
   const b = deadlines.start(() => expired.push('b'))
@@ -42,8 +42,8 @@ test('a cancelled deadline never fires, and cancelling twice or after expiry cha
 })
 
 test('the timer keeps the process alive only while a deadline is pending', async (t) => {
-  useFakeClock(t)
-  const deadlines = new Deadlines(1000)
+  const clock = ownClock()
+  const deadlines = new Deadlines(1000, clock)
   const timerOf = (): { hasRef: () => boolean } => (deadlines as unknown as { timer: { hasRef: () => boolean } }).timer
   const first = deadlines.start(() => {})
   t.equal(timerOf().hasRef(), true)
@@ -55,8 +55,8 @@ test('the timer keeps the process alive only while a deadline is pending', async
 })
 
 test('thousands of deadlines: cancelled ones are dropped and the rest still expire in order', async (t) => {
-  const clock = useFakeClock(t)
-  const deadlines = new Deadlines(10)
+  const clock = ownClock()
+  const deadlines = new Deadlines(10, clock)
   const expired: number[] = []
   for (let i = 0; i < 3000; i++) {
     const deadline = deadlines.start(() => expired.push(i))
@@ -72,8 +72,8 @@ test('thousands of deadlines: cancelled ones are dropped and the rest still expi
 })
 
 test('a callback that throws does not stop the queue; the error surfaces like a timer error', async (t) => {
-  const clock = useFakeClock(t)
-  const deadlines = new Deadlines(10)
+  const clock = ownClock()
+  const deadlines = new Deadlines(10, clock)
   const expired: string[] = []
   const listeners = process.listeners('uncaughtException')
   process.removeAllListeners('uncaughtException')
@@ -88,8 +88,8 @@ test('a callback that throws does not stop the queue; the error surfaces like a 
 })
 
 test('a long-lived deadline at the front does not make the queue keep every cancelled one behind it', async (t) => {
-  const clock = useFakeClock(t)
-  const deadlines = new Deadlines(100)
+  const clock = ownClock()
+  const deadlines = new Deadlines(100, clock)
   const expired: number[] = []
   const started = Array.from({ length: 2000 }, (_, i) => deadlines.start(() => expired.push(i)))
   for (const deadline of started.slice(1, 1500)) deadline.cancel()

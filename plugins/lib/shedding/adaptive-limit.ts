@@ -1,48 +1,3 @@
-/**
- * A concurrency limit learnt from latency: a gradient on round-trip times
- * after Netflix concurrency-limits' Gradient2Limit and Envoy's adaptive
- * concurrency filter. Pure and clock-injected: no timers, the limit moves only
- * when a finished request closes a sample window.
- *
- * Each window (at least `windowMs` long and `minSamples` requests) gives a
- * short-term RTT, its average. The long-term RTT is the baseline: the RTT of
- * the service without queueing. Then, as in both sources:
- *
- *     gradient = clamp(rttTolerance * baseline / windowRtt, 0.5, 1)
- *     gradient < 1 (queueing):  limit shrinks by smoothing * (1 - gradient)
- *     gradient = 1:             limit grows by sqrt(limit) (Envoy's headroom)
- *
- * The sqrt headroom is added only when nothing queues: added under queueing
- * too (as Gradient2 does) it outweighs a mild gradient and the limit creeps up
- * forever.
- * While the service uses less than half the limit, the limit moves neither
- * way (Gradient2's app-limited rule): an idle service does not open up to
- * `maxLimit`, and a slower mix of requests at low load does not shrink it
- * (that latency is not queueing a lower limit would cure; shrinking would
- * only refuse the next burst).
- *
- * The baseline is measured as Envoy does: the first window runs at
- * `minLimit` (a window measured at `initialLimit` under load would include
- * queueing, and the limit would settle that much too high), and so does one
- * window every `probeIntervalMs` (jittered by up to 15 %, so a fleet started
- * together does not probe together), counting only requests admitted during
- * it; the previous limit is restored afterwards. Between probes the baseline
- * follows any lower window RTT at once, and a limit held at `minLimit` for 5
- * windows in a row takes its RTT as the baseline (Envoy's rule: at the floor
- * the RTT is as unqueued as it gets). Sooner still, a limit that shrank by a
- * quarter while the RTT did not come down by a tenth means the service got
- * slower, not more queued, and the baseline is probed again at once (without
- * this, a service time that doubles walks the limit down to its floor,
- * below the connection pool, before the floor rule fires). So a baseline that
- * became too low cannot hold the limit down for more than a few windows, and
- * one that became too high (it got faster) is corrected by the next probe. Gradient2's long moving average is not used: under sustained
- * load it drifts up to the loaded RTT, and the limit inflates with the
- * latency it should prevent.
- *
- * Only successful requests are samples: failures are often fast, and a fast
- * failure taken as capacity would shrink the baseline and collapse the limit.
- */
-
 /** Settings of the adaptive limit; every one has a default. */
 export interface AdaptiveLimitOptions {
   /**
@@ -90,8 +45,10 @@ export interface AdaptiveLimitOptions {
   probeIntervalMs?: number
 }
 
+/** The adaptive limit's settings with every default filled in. */
 export type AdaptiveLimitSettings = Required<AdaptiveLimitOptions>
 
+/** The defaults of {@link AdaptiveLimitOptions}; `maxLimit`'s is the plugin's `maxConcurrent`. */
 export const ADAPTIVE_DEFAULTS: Omit<AdaptiveLimitSettings, 'maxLimit'> = {
   minLimit: 5,
   initialLimit: 20,
@@ -104,13 +61,17 @@ export const ADAPTIVE_DEFAULTS: Omit<AdaptiveLimitSettings, 'maxLimit'> = {
 
 /** Windows in a row at `minLimit` after which the window's RTT becomes the baseline (Envoy's rule). */
 export const WINDOWS_AT_FLOOR_BEFORE_REBASELINE = 5
+/** Up to this share of `probeIntervalMs` is added at random, so that a fleet started together does not probe together. */
 const PROBE_JITTER = 0.15
 /**
  * A limit shrunk to this share of where the shrinking started, with the RTT
- * still above this share of what it was then, means the service got slower,
- * not more queued: the baseline is measured again at once.
+ * still above {@link STALE_RTT_SHARE} of what it was then, means the service
+ * got slower, not more queued (queueing answers a smaller limit with a lower
+ * RTT): the baseline is measured again at once.
  */
 const STALE_LIMIT_SHARE = 0.75
+/** See {@link STALE_LIMIT_SHARE}. */
+const STALE_RTT_SHARE = 0.9
 /**
  * Windows after a re-measurement forced by a stale baseline before another
  * may be forced: near capacity, queueing alone can look stale for a while,
@@ -119,8 +80,27 @@ const STALE_LIMIT_SHARE = 0.75
 const STALE_PROBE_SPACING_WINDOWS = 50
 /** Below half the limit, it eases back towards this many times the requests in flight. */
 const APP_LIMITED_HEADROOM = 4
-const STALE_RTT_SHARE = 0.9
 
+/**
+ * A concurrency limit learnt from the latency of successful requests (the
+ * load shedding plugin's `limit: 'adaptive'`): a gradient on round-trip
+ * times, after Netflix concurrency-limits' Gradient2Limit and Envoy's
+ * adaptive concurrency filter. Each sample window's average RTT is compared
+ * with a baseline, the RTT without queueing measured at `minLimit`: the limit
+ * shrinks while requests queue and grows by `sqrt(limit)` while they do not.
+ * docs/load-shedding.md ("How the limit moves") tells every rule and why.
+ *
+ * Pure and clock-injected: no timers, the limit moves only when
+ * {@link AdaptiveLimit.record} closes a sample window. It starts at
+ * `minLimit`, measuring its first baseline.
+ *
+ * @example
+ * ```ts
+ * const adaptive = new AdaptiveLimit(settings, systemClock.now)
+ * const admittedAtMs = systemClock.now() // as a request is admitted, with inFlight requests in flight
+ * if (adaptive.record(admittedAtMs, inFlight, ok)) limit = adaptive.limit // as its response ends
+ * ```
+ */
 export class AdaptiveLimit {
   /** The current limit, a whole number from `minLimit` to `maxLimit`. */
   limit: number
@@ -143,6 +123,10 @@ export class AdaptiveLimit {
   private probeStartMs: number | undefined
   private nextProbeMs = 0
 
+  /**
+   * @param now - milliseconds on a monotonic clock (`systemClock.now`)
+   * @param random - from 0 to 1, for the probes' jitter
+   */
   constructor (settings: AdaptiveLimitSettings, now: () => number, random: () => number = Math.random) {
     this.settings = settings
     this.now = now
@@ -183,10 +167,9 @@ export class AdaptiveLimit {
 
   /**
    * Moves the limit by the gradient (the service uses at least half of it);
-   * true when the baseline looks stale: queueing answers a smaller limit with
-   * a lower RTT, so a limit shrunk by a quarter with an RTT not down by a
-   * tenth means the service itself got slower, and the baseline is measured
-   * again now, not at the next probe nor once the limit sits on its floor.
+   * true when the baseline looks stale (see {@link STALE_LIMIT_SHARE}): then
+   * it is measured again now, not at the next probe nor once the limit sits
+   * on its floor.
    */
   private follow (windowRttMs: number): boolean {
     const { minLimit, maxLimit, rttTolerance, smoothing } = this.settings
@@ -230,14 +213,10 @@ export class AdaptiveLimit {
       this.baselineRttMs = windowRttMs
       this.windowsAtFloor = 0
     }
-    // Gradient2's rule: while the service uses less than half the limit, the
-    // limit is not what holds it back, and a slower window (a heavier mix of
-    // requests, a slower dependency) is not queueing that a lower limit would
-    // cure: the limit moves neither way. Shrinking it there would only refuse
-    // the next burst.
-    // It only eases back towards APP_LIMITED_HEADROOM times the window's
-    // peak (never below `initialLimit`), so that a limit grown in an earlier
-    // rush does not let the next overload's first seconds queue deep.
+    // Gradient2's app-limited rule: below half the limit, the limit is not
+    // what holds the service back, and a slower window is not queueing that a
+    // lower limit would cure; it only eases back, so that a limit grown in an
+    // earlier rush does not let the next overload's first seconds queue deep.
     let stale = false
     if (mostInFlight >= this.estimate / 2) stale = this.follow(windowRttMs) && nowMs >= this.staleProbeNotBeforeMs
     else this.ease(mostInFlight)

@@ -1,10 +1,11 @@
+/** A move of the limit worth reporting: from where to where, and how long it took. */
+export interface LimitMove { from: number, to: number, withinMs: number }
+
 /**
  * Notices when the adaptive limit halves or doubles within `periodMs`, so
  * operators see it move, at most once per `periodMs` (a flapping limit must
  * not flood the log). Measured from the limit at the start of the period.
  */
-export interface LimitMove { from: number, to: number, withinMs: number }
-
 export class LimitMoves {
   private readonly periodMs: number
   private readonly now: () => number
@@ -13,6 +14,10 @@ export class LimitMoves {
   private sinceMs: number
   private loggedMs = -Infinity
 
+  /**
+   * @param limit - the limit moves are measured from at first
+   * @param now - milliseconds on a monotonic clock (`systemClock.now`)
+   */
   constructor (limit: number, periodMs: number, now: () => number) {
     this.periodMs = periodMs
     this.now = now

@@ -1,13 +1,13 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IBackoffFactory, IHalfOpenAfterBackoffContext } from 'cockatiel'
 import { Breaker } from './lib/breaker/breaker.js'
 import type { FleetJoin } from './lib/breaker/breaker.js'
 import { FleetStore } from './lib/breaker/fleet-store.js'
 import { isServerFailure } from './lib/failure/failure.js'
-import type { BreakerObserver, BreakerState, CallResult, FailurePredicate, ResolvedBreakerOptions } from './lib/breaker/breaker.js'
-import { collectedGauge, talliedCounter, useMetricsRegistry } from './lib/metrics/registry.js'
-import type { Tally } from './lib/metrics/registry.js'
+import type { BreakerObserver, FailurePredicate, ResolvedBreakerOptions } from './lib/breaker/breaker.js'
+import { BreakerMetrics } from './lib/breaker/breaker-metrics.js'
+import { useMetricsRegistry } from './lib/metrics/registry.js'
 import { OptionReader } from './lib/plugin/options.js'
 import { registerOnce } from './lib/plugin/register-once.js'
 import type { RedisClient } from './lib/redis/redis-client.js'
@@ -208,49 +208,29 @@ function firstDifference (a: ResolvedBreakerOptions, b: ResolvedBreakerOptions):
   return BREAKER_OPTION_KEYS.find((key) => a[key] !== b[key])
 }
 
-const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, isolated: 1, 'half-open': 2 }
-
-const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawOptions) => {
-  const read = new OptionReader(PLUGIN)
-  const opts = read.object<BreakerPluginOptions>('options', rawOptions, ['defaults', 'shared'])
-  const shared = resolveShared(read, opts.shared, appRedisOf(app))
-  const defaults = resolveBreakerOptions(read, 'defaults', opts.defaults, { ...DEFAULTS, shared: shared !== undefined })
-  registerOnce(app, PLUGIN)
-  const store = shared === undefined ? undefined : new FleetStore(shared, app.log)
-  const join: FleetJoin | undefined = store === undefined ? undefined : (...args) => store.join(...args)
-  if (store !== undefined) {
-    app.addHook('onClose', async () => store.close())
-    await store.start()
+/** Logs every state change: an opening as a warning with the error that opened it. */
+function logStateChanges (log: FastifyBaseLogger): BreakerObserver['changed'] {
+  return (breaker, _from, to, error, scope) => {
+    const message = `circuit breaker "${breaker.name}" ${to === 'open' ? 'opened' : to}${scope === 'fleet' ? ' for the fleet' : ''}`
+    const fields = scope === 'fleet' ? { breaker: breaker.name, fleet: true } : { breaker: breaker.name }
+    if (to === 'open') log.warn({ ...fields, err: error }, message)
+    else if (to === 'isolated') log.warn(fields, message)
+    else log.info(fields, message)
   }
+}
 
-  const registry = useMetricsRegistry(app)
-  // Counted with plain additions on the hot path, handed to prom-client at scrape time.
-  const calls = talliedCounter(registry, 'circuit_breaker_calls_total', {
-    help: 'Calls through each circuit breaker, by result (success, failure, rejected).',
-    labelNames: ['name', 'result']
-  })
+/** What `app.breaker` needs to make breakers. */
+interface BreakerFactory {
+  read: OptionReader
+  defaults: ResolvedBreakerOptions
+  observer: BreakerObserver
+  metrics: BreakerMetrics
+  join: FleetJoin | undefined
+}
+
+/** `app.breaker`: the breaker of a name, made on first use over the plugin's defaults. */
+function breakerAccessor ({ read, defaults, observer, metrics, join }: BreakerFactory): BreakerAccessor {
   const breakers = new Map<string, Breaker>()
-  const callTallies = new Map<Breaker, Record<CallResult, Tally<'name' | 'result'>>>()
-  // The gauge is computed at scrape time, so it says half-open as soon as the
-  // open period is over, with no timer running.
-  const stopCollecting = collectedGauge(registry, 'circuit_breaker_state', {
-    help: 'State of each circuit breaker: 0 closed, 1 open (or isolated), 2 half-open.',
-    labelNames: ['name']
-  }, (gauge) => {
-    for (const breaker of breakers.values()) gauge.set({ name: breaker.name }, STATE_VALUE[breaker.state])
-  })
-
-  const observer: BreakerObserver = {
-    counted: (breaker: Breaker, result: CallResult) => { (callTallies.get(breaker) as Record<CallResult, Tally<'name' | 'result'>>)[result].count++ },
-    changed: (breaker, _from, to, error, scope) => {
-      const message = `circuit breaker "${breaker.name}" ${to === 'open' ? 'opened' : to}${scope === 'fleet' ? ' for the fleet' : ''}`
-      const fields = scope === 'fleet' ? { breaker: breaker.name, fleet: true } : { breaker: breaker.name }
-      if (to === 'open') app.log.warn({ ...fields, err: error }, message)
-      else if (to === 'isolated') app.log.warn(fields, message)
-      else app.log.info(fields, message)
-    }
-  }
-
   const accessor = ((name: string, options?: BreakerOptions): Breaker => {
     if (name === undefined) throw read.fail('name', 'a name of 1 to 64 letters, digits, "_", ".", ":" or "-"', name)
     read.labelValue('name', name, '')
@@ -267,20 +247,39 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
     if (resolved.shared && join === undefined) throw read.fail(`breaker("${name}").shared`, 'false unless the plugin has the shared option', true)
     const breaker = new Breaker(name, resolved, observer, resolved.shared ? join : undefined)
     breakers.set(name, breaker)
-    callTallies.set(breaker, {
-      success: calls.tally({ name, result: 'success' }),
-      failure: calls.tally({ name, result: 'failure' }),
-      rejected: calls.tally({ name, result: 'rejected' })
-    })
+    metrics.track(breaker)
     return breaker
   }) as BreakerAccessor
   accessor.list = () => [...breakers.values()]
-  app.decorate('breaker', accessor)
+  return accessor
+}
 
+/** Starts the fleet's store (the `shared` option) and stops it on close. */
+async function startFleet (app: FastifyInstance, settings: ConstructorParameters<typeof FleetStore>[0] | undefined): Promise<FleetJoin | undefined> {
+  if (settings === undefined) return undefined
+  const store = new FleetStore(settings, app.log)
+  app.addHook('onClose', async () => store.close())
+  await store.start()
+  return (...args) => store.join(...args)
+}
+
+const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawOptions) => {
+  const read = new OptionReader(PLUGIN)
+  const opts = read.object<BreakerPluginOptions>('options', rawOptions, ['defaults', 'shared'])
+  const shared = resolveShared(read, opts.shared, appRedisOf(app))
+  const defaults = resolveBreakerOptions(read, 'defaults', opts.defaults, { ...DEFAULTS, shared: shared !== undefined })
+  registerOnce(app, PLUGIN)
+  const join = await startFleet(app, shared)
+  const metrics = new BreakerMetrics(useMetricsRegistry(app))
+  const observer: BreakerObserver = {
+    counted: (breaker, result) => metrics.counted(breaker, result),
+    changed: logStateChanges(app.log)
+  }
+  const accessor = breakerAccessor({ read, defaults, observer, metrics, join })
+  app.decorate('breaker', accessor)
   app.addHook('onClose', async () => {
-    stopCollecting()
-    calls.stop()
-    for (const breaker of breakers.values()) breaker.dispose()
+    metrics.stop()
+    for (const breaker of accessor.list()) breaker.dispose()
   })
 }
 

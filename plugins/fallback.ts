@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Counter } from 'prom-client'
 import { neverAborted } from './lib/time/abort.js'
 import { counter, useMetricsRegistry } from './lib/metrics/registry.js'
 import { OptionReader } from './lib/plugin/options.js'
@@ -86,98 +87,143 @@ function resolveTimeouts (read: OptionReader, option: string, raw: unknown, base
   return resolved
 }
 
+type Tier = (context: TierContext) => unknown
+type StoreTier = NonNullable<FallbackOptions<unknown>['store']>
+
+/** One call of `app.fallback`, its options checked, with what its tiers share. */
+interface FallbackCall {
+  name: string
+  primary: Tier
+  cache: Tier | undefined
+  fallback: Tier
+  store: StoreTier | undefined
+  timeouts: FallbackTimeouts
+  signal: AbortSignal
+  log: FastifyBaseLogger
+  /** Errors of the tiers that failed so far. */
+  errors: unknown[]
+}
+
+/** Checks the options of one call; `defaults` are the plugin's tier deadlines. */
+function readCall (read: OptionReader, options: unknown, defaults: FallbackTimeouts, log: FastifyBaseLogger): FallbackCall {
+  const call = read.object<FallbackOptions<unknown>>('fallback()', options, OPTION_KEYS)
+  if (call.name === undefined || call.primary === undefined || call.fallback === undefined) {
+    throw new TypeError(`${PLUGIN}: fallback() needs "name", "primary" and "fallback"`)
+  }
+  return {
+    name: read.labelValue('fallback().name', call.name, ''),
+    primary: read.function<Tier>('fallback().primary', call.primary) as Tier,
+    fallback: read.function<Tier>('fallback().fallback', call.fallback) as Tier,
+    cache: read.function<Tier>('fallback().cache', call.cache),
+    store: read.function<StoreTier>('fallback().store', call.store),
+    timeouts: call.timeoutMs === undefined ? defaults : resolveTimeouts(read, 'fallback().timeoutMs', call.timeoutMs, defaults),
+    signal: call.signal ?? neverAborted,
+    log: call.logger ?? log,
+    errors: []
+  }
+}
+
+/** Runs the tiers of a call, one after the other, each within its deadline, and counts who answered. */
+class FallbackChain {
+  private readonly served: Counter<'name' | 'tier'>
+  /** A tier is abandoned at its deadline even if it ignores its signal; one queue per duration. */
+  private readonly queues = new Map<number, Deadlines>()
+
+  constructor (served: Counter<'name' | 'tier'>) {
+    this.served = served
+  }
+
+  async run (call: FallbackCall): Promise<FallbackResult<unknown>> {
+    const primary = await this.tryPrimary(call)
+    if (primary !== undefined) return primary
+    const cached = call.cache === undefined ? undefined : await this.tryCache(call, call.cache)
+    if (cached !== undefined) return cached
+    try {
+      const value = await this.runTier(call.fallback, call, call.signal, call.timeouts.default)
+      this.served.inc({ name: call.name, tier: 'default' })
+      return { value, tier: 'default' }
+    } catch (error) {
+      this.served.inc({ name: call.name, tier: 'failed' })
+      throw error
+    }
+  }
+
+  /** The primary's answer, or undefined once it failed (an error the request caused is thrown). */
+  private async tryPrimary (call: FallbackCall): Promise<FallbackResult<unknown> | undefined> {
+    try {
+      const value = await this.runTier(call.primary, call, call.signal, call.timeouts.primary)
+      this.served.inc({ name: call.name, tier: 'primary' })
+      if (call.store !== undefined) this.writeThrough(call, call.store, value)
+      return { value, tier: 'primary' }
+    } catch (error) {
+      if (!isServerFailure(error)) {
+        // "Not found" and other client errors are answers, not outages: no cached or default stand-in.
+        this.served.inc({ name: call.name, tier: 'primary' })
+        throw error
+      }
+      this.failed(call, 'primary', error)
+      return undefined
+    }
+  }
+
+  /** The cached copy, or undefined on a miss or a failure. */
+  private async tryCache (call: FallbackCall, cache: Tier): Promise<FallbackResult<unknown> | undefined> {
+    try {
+      const value = await this.runTier(cache, call, call.signal, call.timeouts.cache)
+      if (value !== undefined) {
+        this.served.inc({ name: call.name, tier: 'cache' })
+        return { value, tier: 'cache' }
+      }
+      call.log.debug({ fallback: call.name, tier: 'cache' }, `fallback "${call.name}": cache miss`)
+    } catch (error) {
+      this.failed(call, 'cache', error)
+    }
+    return undefined
+  }
+
+  /** A tier failed: stop if the caller gave up, else remember why and go on. */
+  private failed (call: FallbackCall, tier: FallbackTier, error: unknown): void {
+    call.signal.throwIfAborted()
+    call.errors.push(error)
+    call.log.warn({ fallback: call.name, tier, err: error }, `fallback "${call.name}": ${tier} tier failed`)
+  }
+
+  /** Writes a primary answer to the cache after the reply; a failure is only logged. */
+  private writeThrough (call: FallbackCall, store: StoreTier, value: unknown): void {
+    setImmediate(() => {
+      const write: Tier = async ({ signal }) => await store(value, { signal })
+      this.runTier(write, { errors: [] }, neverAborted, call.timeouts.store).catch((error: unknown) => {
+        call.log.warn({ fallback: call.name, tier: 'store', err: error }, `fallback "${call.name}": write-through failed`)
+      })
+    })
+  }
+
+  private async runTier (tier: Tier, { errors }: { errors: unknown[] }, signal: AbortSignal, ms: number | undefined): Promise<unknown> {
+    return await callWithTimeout(async ({ signal: tierSignal }) => await tier({ signal: tierSignal, errors }), signal, this.deadlinesOf(ms))
+  }
+
+  private deadlinesOf (ms: number | undefined): Deadlines | undefined {
+    if (ms === undefined) return undefined
+    let deadlines = this.queues.get(ms)
+    if (deadlines === undefined) {
+      deadlines = new Deadlines(ms)
+      this.queues.set(ms, deadlines)
+    }
+    return deadlines
+  }
+}
+
 const fallbackPlugin: FastifyPluginAsync<FallbackPluginOptions> = async (app, rawOptions) => {
   const read = new OptionReader(PLUGIN)
   const opts = read.object<FallbackPluginOptions>('options', rawOptions, ['timeoutMs'])
   const defaults = resolveTimeouts(read, 'timeoutMs', opts.timeoutMs, { cache: 100, store: 1000 })
   registerOnce(app, PLUGIN)
-  const served = counter(useMetricsRegistry(app), 'fallback_total', {
+  const chain = new FallbackChain(counter(useMetricsRegistry(app), 'fallback_total', {
     help: 'Answers of each fallback chain by the tier that gave them (primary, cache, default), or failed.',
     labelNames: ['name', 'tier']
-  })
-
-  // A tier is abandoned at its deadline even if it ignores its signal; one queue per duration.
-  const queues = new Map<number, Deadlines>()
-  const deadlinesOf = (ms: number | undefined): Deadlines | undefined => {
-    if (ms === undefined) return undefined
-    let deadlines = queues.get(ms)
-    if (deadlines === undefined) {
-      deadlines = new Deadlines(ms)
-      queues.set(ms, deadlines)
-    }
-    return deadlines
-  }
-
-  const runTier = async <R>(fn: (context: TierContext) => PromiseLike<R> | R, errors: unknown[], signal: AbortSignal, ms: number | undefined): Promise<R> =>
-    await callWithTimeout(async ({ signal: tierSignal }) => await fn({ signal: tierSignal, errors }), signal, deadlinesOf(ms))
-
-  const run: FallbackFunction = async (options) => {
-    const call = read.object<FallbackOptions<unknown>>('fallback()', options, OPTION_KEYS)
-    if (call.name === undefined || call.primary === undefined || call.fallback === undefined) {
-      throw new TypeError(`${PLUGIN}: fallback() needs "name", "primary" and "fallback"`)
-    }
-    const name = read.labelValue('fallback().name', call.name, '')
-    type Tier = (context: TierContext) => unknown
-    const primary = read.function<Tier>('fallback().primary', call.primary) as Tier
-    const fallback = read.function<Tier>('fallback().fallback', call.fallback) as Tier
-    const cache = read.function<Tier>('fallback().cache', call.cache)
-    const store = read.function<NonNullable<FallbackOptions<unknown>['store']>>('fallback().store', call.store)
-    const timeouts = call.timeoutMs === undefined ? defaults : resolveTimeouts(read, 'fallback().timeoutMs', call.timeoutMs, defaults)
-    const signal = call.signal ?? neverAborted
-    const log = call.logger ?? app.log
-    const errors: unknown[] = []
-
-    const failed = (tier: FallbackTier, error: unknown): void => {
-      signal.throwIfAborted()
-      errors.push(error)
-      log.warn({ fallback: name, tier, err: error }, `fallback "${name}": ${tier} tier failed`)
-    }
-
-    try {
-      const value = await runTier(primary, errors, signal, timeouts.primary)
-      served.inc({ name, tier: 'primary' })
-      if (store !== undefined) writeThrough(store, value, timeouts.store as number)
-      return { value, tier: 'primary' } as FallbackResult<never>
-    } catch (error) {
-      if (!isServerFailure(error)) {
-        // "Not found" and other client errors are answers, not outages: no cached or default stand-in.
-        served.inc({ name, tier: 'primary' })
-        throw error
-      }
-      failed('primary', error)
-    }
-
-    if (cache !== undefined) {
-      try {
-        const value = await runTier(cache, errors, signal, timeouts.cache)
-        if (value !== undefined) {
-          served.inc({ name, tier: 'cache' })
-          return { value, tier: 'cache' } as FallbackResult<never>
-        }
-        log.debug({ fallback: name, tier: 'cache' }, `fallback "${name}": cache miss`)
-      } catch (error) {
-        failed('cache', error)
-      }
-    }
-
-    try {
-      const value = await runTier(fallback, errors, signal, timeouts.default)
-      served.inc({ name, tier: 'default' })
-      return { value, tier: 'default' } as FallbackResult<never>
-    } catch (error) {
-      served.inc({ name, tier: 'failed' })
-      throw error
-    }
-
-    function writeThrough (write: NonNullable<FallbackOptions<unknown>['store']>, value: unknown, ms: number): void {
-      setImmediate(() => {
-        runTier(async ({ signal: storeSignal }) => await write(value, { signal: storeSignal }), [], neverAborted, ms).catch((error: unknown) => {
-          log.warn({ fallback: name, tier: 'store', err: error }, `fallback "${name}": write-through failed`)
-        })
-      })
-    }
-  }
-  app.decorate('fallback', run)
+  }))
+  const run = async (options: FallbackOptions<unknown>): Promise<FallbackResult<unknown>> => await chain.run(readCall(read, options, defaults, app.log))
+  app.decorate('fallback', run as FallbackFunction)
 }
 
 /**

@@ -81,16 +81,57 @@ interface PipelineParts {
 }
 
 /** Fallback → retry → breaker → per-attempt timeout → handler, built once per route. */
-function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
-  const { handler, timeoutMs, retry, breaker, fallback, answered } = parts
-  // One timer for all the route's attempts (they share one duration).
-  const deadlines = timeoutMs === undefined ? undefined : new Deadlines(timeoutMs)
+class RoutePipeline {
+  private readonly parts: PipelineParts
+  /** One timer for all the route's attempts (they share one duration). */
+  private readonly deadlines: Deadlines | undefined
 
-  async function attempt (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+  constructor (parts: PipelineParts) {
+    this.parts = parts
+    this.deadlines = parts.timeoutMs === undefined ? undefined : new Deadlines(parts.timeoutMs)
+  }
+
+  async handle (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const signals = signalsOf(request, reply)
+    try {
+      return await this.retried(instance, request, reply, signals)
+    } catch (error) {
+      const { breaker, fallback, answered } = this.parts
+      if (reply.sent || (typeof error === 'object' && error !== null && answered.has(error))) throw error
+      // A client error is an answer, not an outage: no fallback stands in for it.
+      if (fallback === undefined || isCausedByRequest(error)) {
+        // An open breaker knows when to come back; otherwise the default.
+        const retryAfterMs = breaker !== undefined && breaker.retryAfterMs > 0 ? breaker.retryAfterMs : DEPENDENCY_RETRY_AFTER_MS
+        throw clientSafeError(error, retryAfterMs)
+      }
+      reply.code(200)
+      return await fallback(request, error)
+    }
+  }
+
+  // retried and guarded hand promises through without an async layer of their
+  // own: everything they call is async and never throws synchronously.
+  private retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    const retry = this.parts.retry
+    if (retry === undefined || !(retry.allowNonIdempotent || IDEMPOTENT_METHODS.has(request.method))) {
+      return this.guarded(instance, request, reply, signals)
+    }
+    // The client signal is built only if a retry is needed: most calls succeed at once.
+    return retry.internals.retrier.run(retry.settings, () => this.guarded(instance, request, reply, signals), () => signals.client)
+  }
+
+  private guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    const breaker = this.parts.breaker
+    if (breaker === undefined) return this.attempt(instance, request, reply, signals)
+    return breaker.execute(() => this.attempt(instance, request, reply, signals))
+  }
+
+  private async attempt (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
+    const { handler, breaker, answered } = this.parts
     signals.startAttempt()
     try {
-      if (deadlines === undefined) return await handler.call(instance, request, reply)
-      return await callWithTimeout(() => handler.call(instance, request, reply), neverAborted, deadlines, (error) => {
+      if (this.deadlines === undefined) return await handler.call(instance, request, reply)
+      return await callWithTimeout(() => handler.call(instance, request, reply), neverAborted, this.deadlines, (error) => {
         // A handler that already replied and then lingers is done, as far as the client knows.
         if (reply.sent) return { settled: reply }
         signals.abortAttempt(error)
@@ -103,37 +144,41 @@ function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
       throw error
     }
   }
+}
 
-  // guarded and retried hand promises through without an async layer of their
-  // own: everything they call is async and never throws synchronously.
-  function guarded (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
-    if (breaker === undefined) return attempt(instance, request, reply, signals)
-    return breaker.execute(() => attempt(instance, request, reply, signals))
+function buildPipeline (parts: PipelineParts): RouteHandlerMethod {
+  const pipeline = new RoutePipeline(parts)
+  return function resilientHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+    return pipeline.handle(this, request, reply)
   }
+}
 
-  function retried (instance: FastifyInstance, request: FastifyRequest, reply: FastifyReply, signals: RequestSignals): Promise<unknown> {
-    if (retry === undefined || !(retry.allowNonIdempotent || IDEMPOTENT_METHODS.has(request.method))) {
-      return guarded(instance, request, reply, signals)
-    }
-    // The client signal is built only if a retry is needed: most calls succeed at once.
-    return retry.internals.retrier.run(retry.settings, () => guarded(instance, request, reply, signals), () => signals.client)
+/** The breaker of `config.resilience.breaker`, made by the breaker plugin. */
+function resolveBreaker (app: FastifyInstance, read: OptionReader, raw: unknown): Breaker | undefined {
+  if (raw === undefined) return undefined
+  if (!app.hasDecorator('breaker')) throw new TypeError(`${read.plugin}: "config.resilience.breaker" needs the breaker plugin, registered before the routes`)
+  if (typeof raw !== 'string' && !isPlainObject(raw)) throw read.fail('config.resilience.breaker', 'a breaker name or { name, ...options }', raw)
+  const { name, ...options } = typeof raw === 'string' ? { name: raw } : raw as { name?: unknown }
+  try {
+    return app.breaker(name as string, typeof raw === 'string' ? undefined : options)
+  } catch (error) {
+    throw new TypeError(`${read.plugin}: "config.resilience.breaker": ${(error as Error).message}`)
   }
+}
 
-  return async function resilientHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
-    const signals = signalsOf(request, reply)
-    try {
-      return await retried(this, request, reply, signals)
-    } catch (error) {
-      if (reply.sent || (typeof error === 'object' && error !== null && answered.has(error))) throw error
-      // A client error is an answer, not an outage: no fallback stands in for it.
-      if (fallback === undefined || isCausedByRequest(error)) {
-        // An open breaker knows when to come back; otherwise the default.
-        const retryAfterMs = breaker !== undefined && breaker.retryAfterMs > 0 ? breaker.retryAfterMs : DEPENDENCY_RETRY_AFTER_MS
-        throw clientSafeError(error, retryAfterMs)
-      }
-      reply.code(200)
-      return await fallback(request, error)
-    }
+/** The settings of `config.resilience.retry`, over the retry plugin's defaults; errors thrown after the reply are never retried. */
+function resolveRetry (app: FastifyInstance, read: OptionReader, raw: unknown, answered: WeakSet<object>): PipelineParts['retry'] {
+  if (raw === undefined || raw === false) return undefined
+  const internals = retryInternalsOf(app)
+  if (internals === undefined) throw new TypeError(`${read.plugin}: "config.resilience.retry" needs the retry plugin, registered before the routes`)
+  if (!isPlainObject(raw)) throw read.fail('config.resilience.retry', 'an object or false', raw)
+  const { allowNonIdempotent, ...options } = raw
+  const defaults = resolveRetryDefaults(read, 'config.resilience.retry', options, internals.defaults)
+  const isRetryable = defaults.isRetryable
+  return {
+    internals,
+    settings: retrySettings({ ...defaults, isRetryable: (error) => !(typeof error === 'object' && error !== null && answered.has(error)) && isRetryable(error) }),
+    allowNonIdempotent: read.boolean('config.resilience.retry.allowNonIdempotent', allowNonIdempotent, false)
   }
 }
 
@@ -157,39 +202,12 @@ const routePolicyPlugin: FastifyPluginAsync = async (app) => {
     }
     const timeoutMs = opts.timeoutMs === undefined ? undefined : read.number('config.resilience.timeoutMs', opts.timeoutMs, 0, { min: 1 })
     const fallback = read.function<RouteFallback>('config.resilience.fallback', opts.fallback)
-    const breaker = resolveBreaker(read, opts.breaker)
+    const breaker = resolveBreaker(app, read, opts.breaker)
     const answered = new WeakSet<object>()
-    const retry = resolveRetry(read, opts.retry, answered)
+    const retry = resolveRetry(app, read, opts.retry, answered)
     if (timeoutMs === undefined && retry === undefined && breaker === undefined && fallback === undefined) return
     route.handler = buildPipeline({ handler: route.handler, timeoutMs, retry, breaker, fallback, answered })
   })
-
-  function resolveBreaker (read: OptionReader, raw: unknown): Breaker | undefined {
-    if (raw === undefined) return undefined
-    if (!app.hasDecorator('breaker')) throw new TypeError(`${read.plugin}: "config.resilience.breaker" needs the breaker plugin, registered before the routes`)
-    if (typeof raw !== 'string' && !isPlainObject(raw)) throw read.fail('config.resilience.breaker', 'a breaker name or { name, ...options }', raw)
-    const { name, ...options } = typeof raw === 'string' ? { name: raw } : raw as { name?: unknown }
-    try {
-      return app.breaker(name as string, typeof raw === 'string' ? undefined : options)
-    } catch (error) {
-      throw new TypeError(`${read.plugin}: "config.resilience.breaker": ${(error as Error).message}`)
-    }
-  }
-
-  function resolveRetry (read: OptionReader, raw: unknown, answered: WeakSet<object>): PipelineParts['retry'] {
-    if (raw === undefined || raw === false) return undefined
-    const internals = retryInternalsOf(app)
-    if (internals === undefined) throw new TypeError(`${read.plugin}: "config.resilience.retry" needs the retry plugin, registered before the routes`)
-    if (!isPlainObject(raw)) throw read.fail('config.resilience.retry', 'an object or false', raw)
-    const { allowNonIdempotent, ...options } = raw
-    const defaults = resolveRetryDefaults(read, 'config.resilience.retry', options, internals.defaults)
-    const isRetryable = defaults.isRetryable
-    return {
-      internals,
-      settings: retrySettings({ ...defaults, isRetryable: (error) => !(typeof error === 'object' && error !== null && answered.has(error)) && isRetryable(error) }),
-      allowNonIdempotent: read.boolean('config.resilience.retry.allowNonIdempotent', allowNonIdempotent, false)
-    }
-  }
 }
 
 /**

@@ -4,6 +4,7 @@ import type { GeneratorFn, IBackoffFactory, IExponentialBackoffOptions } from 'c
 /** How retry delays are spread. */
 export type Jitter = 'decorrelated' | 'full' | 'none'
 
+/** The delays between attempts, every field resolved (see {@link createBackoff}). */
 export interface BackoffSettings {
   initialDelayMs: number
   multiplier: number

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import type { Retrier } from './retrier.js'
-import type { RetryDefaults } from './settings.js'
+import type { ResolvedRetryOptions } from './settings.js'
 
 /** What the retry plugin shares with the per-route pipeline, and nobody else. */
 export interface RetryInternals {
   retrier: Retrier
-  defaults: RetryDefaults
+  defaults: ResolvedRetryOptions
 }
 
 const kRetryInternals = Symbol('fastify-resilience.retry-internals')

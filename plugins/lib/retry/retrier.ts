@@ -1,23 +1,15 @@
-import { handleWhen, retry } from 'cockatiel'
-import type { IBackoff, IBackoffFactory, RetryPolicy } from 'cockatiel'
+import type { IBackoff, IBackoffFactory } from 'cockatiel'
 import type { Counter, Registry } from 'prom-client'
 import { RetryExhaustedError, withRetryAfter } from '../../errors.js'
 import { neverAborted, sleep, untilAborted } from '../time/abort.js'
+import { systemClock } from '../time/clock.js'
 import { DEPENDENCY_RETRY_AFTER_MS } from '../failure/client-safe-error.js'
 import { counter, talliedHistogram } from '../metrics/registry.js'
 import type { HistogramTally, TalliedHistogram } from '../metrics/tallied-histogram.js'
+import { LazySignal, contextOf, signalOf, signalSoFar } from './retry-context.js'
+import type { RetryableFunction } from './retry-context.js'
 import { RetryBudget } from './retry-budget.js'
 import type { RetryBudgetSettings } from './retry-budget.js'
-
-/** What the retried function receives. */
-export interface RetryContext {
-  /** 0 for the first call, then 1, 2, ... for each retry. */
-  attempt: number
-  /** Aborted when the caller gives up. */
-  signal: AbortSignal
-}
-
-export type RetryableFunction<T> = (context: RetryContext) => PromiseLike<T> | T
 
 /** Fully resolved settings of a retried operation (built once, reused per call). */
 export interface RetrySettings {
@@ -27,36 +19,6 @@ export interface RetrySettings {
   isRetryable: (error: unknown) => boolean
   operation: string
   budget: RetryBudgetSettings | false
-  /** cockatiel's loop of the retries, after the first attempt fails (see {@link retryPolicy}). */
-  policy: RetryPolicy
-}
-
-/** A retry context whose signal is built only if the function reads it. */
-class LazyContext implements RetryContext {
-  readonly attempt: number
-  private readonly resolve: () => AbortSignal
-
-  constructor (attempt: number, resolve: () => AbortSignal) {
-    this.attempt = attempt
-    this.resolve = resolve
-  }
-
-  get signal (): AbortSignal {
-    return this.resolve()
-  }
-}
-
-/** Thrown inside cockatiel's loop to end it without another attempt. */
-const stopRetrying = Symbol('stop retrying')
-
-/**
- * Builds cockatiel's loop of the retries: the first attempt is called directly
- * by {@link Retrier.run}, and only a retryable failure of it enters this loop,
- * whose first call is the first retry; it then retries `maxRetries - 1` more
- * times what `isRetryable` accepts, never our stop signal.
- */
-export function retryPolicy (maxRetries: number, isRetryable: (error: unknown) => boolean): RetryPolicy {
-  return retry(handleWhen((error) => error !== stopRetrying && isRetryable(error)), { maxAttempts: Math.max(0, maxRetries - 1) })
 }
 
 /**
@@ -72,11 +34,10 @@ function sameBudget (a: RetryBudgetSettings, b: RetryBudgetSettings): boolean {
 }
 
 /**
- * Runs functions with retries for one app: the first attempt is a plain call;
- * after a retryable failure cockatiel's `retry` drives the loop and the
- * classification; delays come from a cockatiel backoff but are
- * slept here, abortably (cockatiel's sleep ignores the signal); a per-operation
- * retry budget and a total deadline can end the loop early.
+ * Runs functions with retries for one app: a loop over attempts that sleeps
+ * the delays of a cockatiel backoff itself, abortably (cockatiel's sleep
+ * ignores the signal), and ends early when a per-operation retry budget is
+ * spent or the next delay would end past the total deadline.
  */
 export class Retrier {
   private readonly budgets = new Map<string, RetryBudget>()
@@ -129,68 +90,39 @@ export class Retrier {
    * Runs `fn` with retries. `signal` may be given lazily, as a function called
    * only when a retry is about to happen or `fn` reads its context's signal: a
    * call that succeeds at once then never builds one (the route pipeline's
-   * client signal). A lazy signal stops the loop between attempts and mid-sleep;
-   * the attempt in flight ends on its own (its own timeout and signal).
+   * client signal). Once built, the signal ends the call at once, mid-attempt
+   * or mid-sleep, and no attempt follows.
    */
   async run<T>(settings: RetrySettings, fn: RetryableFunction<T>, signal: AbortSignal | (() => AbortSignal) = neverAborted): Promise<T> {
-    let resolved = typeof signal === 'function' ? undefined : signal
-    const current = (): AbortSignal => (resolved ??= (signal as () => AbortSignal)())
-    const contextOf = (attempt: number): RetryContext => resolved === undefined ? new LazyContext(attempt, current) : { attempt, signal: resolved }
-    resolved?.throwIfAborted()
+    const source = typeof signal === 'function' ? new LazySignal(signal) : signal
+    signalSoFar(source)?.throwIfAborted()
     const { budget, retriesOf } = this.partsOf(settings)
     budget?.recordCall()
-    const startedAt = settings.maxElapsedMs === undefined ? 0 : Date.now()
-    let lastError: unknown
-    let retries = 0
-    let stoppedBy: 'budget' | 'deadline' | undefined
-
+    const startedAt = settings.maxElapsedMs === undefined ? 0 : systemClock.now()
+    let backoff: IBackoff<unknown> | undefined
+    let attempt = 0
     try {
-      // The first attempt, called directly: most calls end here, at the cost
-      // of one call. A retryable failure hands over to cockatiel's loop.
-      try {
-        const value = await unlessAborted(fn(contextOf(0)), resolved)
-        retriesOf.observe(0)
-        return value
-      } catch (error) {
-        lastError = error
-        if (resolved?.aborted === true || settings.maxRetries === 0 || !settings.isRetryable(error)) throw error
-      }
-
-      let backoff: IBackoff<unknown> | undefined
-      const retry = async ({ attempt: loopAttempt }: { attempt: number }): Promise<T> => {
-        const attempt = loopAttempt + 1
-        backoff = backoff === undefined ? settings.backoff.next(undefined) : backoff.next(undefined)
-        if (settings.maxElapsedMs !== undefined && Date.now() - startedAt + backoff.duration > settings.maxElapsedMs) {
-          stoppedBy = 'deadline'
-          throw stopRetrying
-        }
-        if (budget !== undefined && !budget.tryRetry()) {
-          stoppedBy = 'budget'
-          throw stopRetrying
-        }
-        await sleep(backoff.duration, current())
-        retries = attempt
+      for (; ; attempt++) {
         try {
-          return await fn(contextOf(attempt))
+          const result = fn(contextOf(attempt, source))
+          // Read after the call: the function may have built a lazy signal.
+          return await unlessAborted(result, signalSoFar(source))
         } catch (error) {
-          lastError = error
-          throw error
+          if (signalSoFar(source)?.aborted === true || !settings.isRetryable(error)) throw error
+          if (attempt === settings.maxRetries) throw retryExhausted(settings.operation, attempt + 1, error)
+          backoff = backoff === undefined ? settings.backoff.next(undefined) : backoff.next(undefined)
+          if (settings.maxElapsedMs !== undefined && systemClock.now() - startedAt + backoff.duration > settings.maxElapsedMs) {
+            throw retryExhausted(settings.operation, attempt + 1, error)
+          }
+          if (budget !== undefined && !budget.tryRetry()) {
+            this.budgetExhausted.inc({ operation: settings.operation })
+            throw error
+          }
         }
+        await sleep(backoff.duration, signalOf(source))
       }
-      const value = await unlessAborted(settings.policy.execute(retry, resolved ?? neverAborted), resolved)
-      retriesOf.observe(retries)
-      return value
-    } catch (error) {
-      retriesOf.observe(retries)
-      if (resolved?.aborted === true) throw error
-      if (stoppedBy === 'budget') {
-        this.budgetExhausted.inc({ operation: settings.operation })
-        throw lastError
-      }
-      if (stoppedBy === 'deadline' || (retries === settings.maxRetries && settings.isRetryable(error))) {
-        throw retryExhausted(settings.operation, retries + 1, lastError)
-      }
-      throw error
+    } finally {
+      retriesOf.observe(attempt)
     }
   }
 }

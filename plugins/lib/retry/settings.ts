@@ -1,6 +1,5 @@
 import { createBackoff } from './backoff.js'
-import type { Jitter } from './backoff.js'
-import { retryPolicy } from './retrier.js'
+import type { BackoffSettings, Jitter } from './backoff.js'
 import type { RetrySettings } from './retrier.js'
 import type { RetryBudgetSettings } from './retry-budget.js'
 import { OptionReader, isPlainObject } from '../plugin/options.js'
@@ -63,20 +62,19 @@ const RETRY_OPTION_KEYS = ['maxRetries', 'initialDelayMs', 'multiplier', 'maxDel
 const BUDGET_KEYS = ['ratio', 'minRetriesPerSecond', 'windowMs'] as const
 const JITTERS: readonly Jitter[] = ['decorrelated', 'full', 'none']
 
-/** The plugin defaults before any option, and the fields settings are built from. */
-export interface RetryDefaults {
+/**
+ * Retry options with every field resolved: the plugin's defaults, a route's or
+ * a call's options over them; what {@link retrySettings} builds from.
+ */
+export interface ResolvedRetryOptions extends BackoffSettings {
   maxRetries: number
-  initialDelayMs: number
-  multiplier: number
-  maxDelayMs: number
-  jitter: Jitter
   maxElapsedMs: number | undefined
   isRetryable: (error: unknown) => boolean
   operation: string
   budget: RetryBudgetSettings | false
 }
 
-const DEFAULTS: RetryDefaults = {
+const DEFAULTS: ResolvedRetryOptions = {
   maxRetries: 3,
   initialDelayMs: 100,
   multiplier: 2,
@@ -102,7 +100,7 @@ function resolveBudget (read: OptionReader, option: string, raw: unknown, base: 
 }
 
 /** Validates retry options (named `option.x` in messages) and resolves them over `base`. */
-export function resolveRetryDefaults (read: OptionReader, option: string, raw: unknown, base: RetryDefaults = DEFAULTS): RetryDefaults {
+export function resolveRetryDefaults (read: OptionReader, option: string, raw: unknown, base: ResolvedRetryOptions = DEFAULTS): ResolvedRetryOptions {
   const opts = read.object<RetryOptions>(option, raw, RETRY_OPTION_KEYS)
   const at = (key: string): string => option === 'options' ? key : `${option}.${key}`
   const initialDelayMs = read.number(at('initialDelayMs'), opts.initialDelayMs, base.initialDelayMs, { min: 0 })
@@ -121,15 +119,14 @@ export function resolveRetryDefaults (read: OptionReader, option: string, raw: u
   }
 }
 
-/** Turns resolved defaults into what the retrier runs (backoff and cockatiel policy built once). */
-export function retrySettings (defaults: RetryDefaults): RetrySettings {
+/** Turns resolved options into what the retrier runs (the backoff built once). */
+export function retrySettings (options: ResolvedRetryOptions): RetrySettings {
   return {
-    maxRetries: defaults.maxRetries,
-    backoff: createBackoff(defaults),
-    maxElapsedMs: defaults.maxElapsedMs,
-    isRetryable: defaults.isRetryable,
-    operation: defaults.operation,
-    budget: defaults.budget,
-    policy: retryPolicy(defaults.maxRetries, defaults.isRetryable)
+    maxRetries: options.maxRetries,
+    backoff: createBackoff(options),
+    maxElapsedMs: options.maxElapsedMs,
+    isRetryable: options.isRetryable,
+    operation: options.operation,
+    budget: options.budget
   }
 }

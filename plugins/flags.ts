@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { RedisClient } from './lib/redis/redis-client.js'
 import { appRedisOf, redisClientOption } from './lib/redis/redis-option.js'
@@ -44,7 +44,8 @@ export interface FlagsPluginOptions {
   /** Initial values, e.g. `{ player_lookup: true, recommendations: { percentage: 25 } }`. */
   defaults?: Record<string, FlagValue>
   /**
-   * Whether a flag that has no value is enabled (the Go template's behaviour).
+   * Whether a flag that has no value is enabled: by default an unknown flag
+   * does not switch anything off.
    * @default true
    */
   defaultEnabled?: boolean
@@ -93,39 +94,29 @@ function resolveRedis (read: OptionReader, raw: unknown, appRedis: () => RedisCl
   }
 }
 
-const flagsPlugin: FastifyPluginAsync<FlagsPluginOptions> = async (app, rawOptions) => {
-  const read = new OptionReader(PLUGIN)
-  const opts = read.object<FlagsPluginOptions>('options', rawOptions, ['defaults', 'defaultEnabled', 'redis', 'admin'])
-  if (opts.defaults !== undefined && !isPlainObject(opts.defaults)) throw read.fail('defaults', 'an object of flag values', opts.defaults)
+/** The initial values of the `defaults` option, each name and value checked. */
+function resolveDefaults (read: OptionReader, raw: unknown): Record<string, FlagValue> {
+  if (raw !== undefined && !isPlainObject(raw)) throw read.fail('defaults', 'an object of flag values', raw)
   const defaults: Record<string, FlagValue> = {}
-  for (const [name, value] of Object.entries(opts.defaults ?? {})) {
+  for (const [name, value] of Object.entries(raw ?? {})) {
     checkFlagName(read, 'defaults', name)
     defaults[name] = checkFlagValue(read, `defaults.${name}`, value)
   }
-  const defaultEnabled = read.boolean('defaultEnabled', opts.defaultEnabled, true)
-  const admin = opts.admin === undefined ? undefined : read.object<NonNullable<FlagsPluginOptions['admin']>>('admin', opts.admin, ['token', 'prefix'])
-  const adminToken = admin === undefined ? undefined : read.string('admin.token', admin.token, '', { pattern: /^\S{16,}$/, description: 'a token of at least 16 characters without spaces' })
-  const adminPrefix = read.string('admin.prefix', admin?.prefix, '/admin', { pattern: /^(\/[\w.~-]+)+$/, description: 'a path prefix such as "/admin"' })
-  const redis = resolveRedis(read, opts.redis, appRedisOf(app))
-  registerOnce(app, PLUGIN)
+  return defaults
+}
 
-  const flags = new FeatureFlags(read, defaultEnabled, defaults, (error) => app.log.error({ err: error }, 'feature flags: a change listener failed'))
-  app.decorate('flags', flags)
-
-  const stopCollecting = collectedGauge(useMetricsRegistry(app), 'feature_flag_enabled', {
-    help: 'Share of traffic each feature flag enables: 1 on, 0 off, between for a percentage rollout.',
-    labelNames: ['flag']
-  }, (gauge) => {
-    for (const [name, value] of Object.entries(flags.list())) gauge.set({ flag: name }, enabledShare(value))
-  })
-
-  let store: RedisFlagStore | undefined
-  if (redis !== undefined) {
-    store = new RedisFlagStore(redis, flags, app.log)
-    flags.useStore(store)
-    await store.start()
+/** The admin API's token and prefix, or undefined without a token (no admin routes). */
+function resolveAdmin (read: OptionReader, raw: unknown): { token: string, prefix: string } | undefined {
+  if (raw === undefined) return undefined
+  const admin = read.object<NonNullable<FlagsPluginOptions['admin']>>('admin', raw, ['token', 'prefix'])
+  return {
+    token: read.string('admin.token', admin.token, '', { pattern: /^\S{16,}$/, description: 'a token of at least 16 characters without spaces' }),
+    prefix: read.string('admin.prefix', admin.prefix, '/admin', { pattern: /^(\/[\w.~-]+)+$/, description: 'a path prefix such as "/admin"' })
   }
+}
 
+/** Gives each route with `config.resilience.flag` an onRequest hook that refuses it while its flag is off. */
+function checkRouteFlags (app: FastifyInstance, flags: FeatureFlags): void {
   app.addHook('onRoute', (route) => {
     const label = routeLabel(route)
     const flag = routeResilience(route.config, label)?.flag
@@ -138,9 +129,32 @@ const flagsPlugin: FastifyPluginAsync<FlagsPluginOptions> = async (app, rawOptio
     const existing = route.onRequest
     route.onRequest = existing === undefined ? [checkFlag] : [...(Array.isArray(existing) ? existing : [existing]), checkFlag]
   })
+}
 
-  if (adminToken !== undefined) registerFlagAdmin(app, flags, adminToken, adminPrefix)
+const flagsPlugin: FastifyPluginAsync<FlagsPluginOptions> = async (app, rawOptions) => {
+  const read = new OptionReader(PLUGIN)
+  const opts = read.object<FlagsPluginOptions>('options', rawOptions, ['defaults', 'defaultEnabled', 'redis', 'admin'])
+  const defaults = resolveDefaults(read, opts.defaults)
+  const defaultEnabled = read.boolean('defaultEnabled', opts.defaultEnabled, true)
+  const admin = resolveAdmin(read, opts.admin)
+  const redis = resolveRedis(read, opts.redis, appRedisOf(app))
+  registerOnce(app, PLUGIN)
 
+  const flags = new FeatureFlags(read, defaultEnabled, defaults, (error) => app.log.error({ err: error }, 'feature flags: a change listener failed'))
+  app.decorate('flags', flags)
+  const stopCollecting = collectedGauge(useMetricsRegistry(app), 'feature_flag_enabled', {
+    help: 'Share of traffic each feature flag enables: 1 on, 0 off, between for a percentage rollout.',
+    labelNames: ['flag']
+  }, (gauge) => {
+    for (const [name, value] of Object.entries(flags.list())) gauge.set({ flag: name }, enabledShare(value))
+  })
+  const store = redis === undefined ? undefined : new RedisFlagStore(redis, flags, app.log)
+  if (store !== undefined) {
+    flags.useStore(store)
+    await store.start()
+  }
+  checkRouteFlags(app, flags)
+  if (admin !== undefined) registerFlagAdmin(app, flags, admin.token, admin.prefix)
   app.addHook('onClose', async () => {
     stopCollecting()
     store?.close()

@@ -21,7 +21,11 @@ export type { RedisClient } from './lib/redis/redis-client.js'
 
 const PLUGIN = 'fastify-resilience-breaker'
 
-/** Settings of one circuit breaker. Defaults are the Go template's (gobreaker) behaviour. */
+/**
+ * Settings of one circuit breaker. The defaults open a breaker when at least
+ * 60 % of at least 3 calls in 10 s failed, and try again after 30 s with at
+ * most 3 trial calls (gobreaker's rules).
+ */
 export interface BreakerOptions {
   /**
    * Share of failed calls in the window that opens the circuit (0 < ratio <= 1).
@@ -65,7 +69,9 @@ export interface BreakerOptions {
    * Whether an error counts as a failure of the dependency. An error that does
    * not count is neutral: it neither opens the circuit nor closes it, and in
    * half-open it frees its trial slot. A predicate that throws counts the error.
-   * @default errors with a `statusCode` (or `status`) below 500 do not count; all others do
+   * @default `isServerFailure`: every error counts except those the request
+   * caused: a `statusCode` (or `status`) from 400 to 499 other than 408 and
+   * 429, or a PostgreSQL SQLSTATE of class 22, 23 or 42
    */
   isFailure?: FailurePredicate
   /**
@@ -284,7 +290,7 @@ const breakerPlugin: FastifyPluginAsync<BreakerPluginOptions> = async (app, rawO
 }
 
 /**
- * Named circuit breakers with the Go template's defaults: open when, within
+ * Named circuit breakers; by default they open when, within
  * 10 s, at least 3 calls were made and at least 60 % failed; half-open after
  * 30 s; at most 3 trial calls, further ones refused at once.
  *

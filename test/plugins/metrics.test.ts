@@ -34,7 +34,7 @@ test('serves every metric type in a format the real Prometheus parser accepts', 
   t.notMatch(output, /error while linting|text format parsing error/, output)
 })
 
-/** DESIGN.md's metrics table: what dashboards and alerts rely on. */
+/** The metrics table of docs/metrics.md: what dashboards and alerts rely on. */
 const SUITE_METRICS: Array<{ name: string, type: 'counter' | 'gauge' | 'histogram', labels: string[] }> = [
   { name: 'circuit_breaker_state', type: 'gauge', labels: ['name'] },
   { name: 'circuit_breaker_calls_total', type: 'counter', labels: ['name', 'result'] },

@@ -7,7 +7,7 @@ import { ALERTS_FILE, ALERT_TESTS_FILE, allPanels, dashboardQueries, metricNames
 import type { Panel } from '../fixtures/observability.js'
 import { promtool } from '../fixtures/prometheus.js'
 
-/** DESIGN.md's metrics table, as exported (a histogram as its three series). */
+/** The metrics table of docs/metrics.md, as exported (a histogram as its three series). */
 const SUITE_SERIES = [
   'circuit_breaker_state', 'circuit_breaker_calls_total', 'requests_shedded_total', 'requests_in_flight',
   'operation_retries_bucket', 'operation_retries_sum', 'operation_retries_count',

@@ -13,10 +13,10 @@
  * same time.
  */
 import { execFile } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire, isBuiltin } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { childEnv } from '../fixtures/child-env.js'
@@ -263,4 +263,43 @@ t.test('require() from CommonJS loads every entry with the exports ESM sees', as
     .map(([subpath, names]) => [subpath, names.filter((name) => name !== '__esModule')]))
   if (esmEntries === undefined) t.fail('no ESM exports to compare with: the ESM step failed')
   else t.same(required, esmEntries, 'each entry has the same exports through require() as through import')
+})
+
+/** The Node.js of `version` for this platform, from the npm registry (node-<platform>-<arch>), unpacked under `work`. */
+async function nodeBinary (version: string): Promise<string> {
+  const folder = join(work, `node-${version}`)
+  mkdirSync(folder)
+  const { stdout } = await run('npm', ['pack', '--prefer-offline', '--json', '--pack-destination', folder, `node-${process.platform}-${process.arch}@${version}`], folder)
+  const [packed] = JSON.parse(stdout.slice(stdout.indexOf('['))) as Array<{ filename: string }>
+  await run('tar', ['-xzf', join(folder, (packed as { filename: string }).filename)], folder)
+  return join(folder, 'package', 'bin', 'node')
+}
+
+/** npm's own entry point, to run npm on another Node.js. */
+function npmCli (): string {
+  return realpathSync(join(dirname(realpathSync(process.execPath)), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'))
+}
+
+t.test('on Node.js 22.12, the oldest that package.json engines allows, npm installs it without an engine warning and the program runs', async (t) => {
+  if (tarball === undefined || !existsSync(join(consumer, 'out', 'consumer.js'))) throw new Error('no tarball or no compiled program: an earlier step failed')
+  const engines = (JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { engines?: { node?: string } }).engines
+  t.equal(engines?.node, '>=22.12', 'the declared engines')
+  const node22 = await nodeBinary('22.12.0')
+  const install = async (node: string, project: string): Promise<string> => {
+    mkdirSync(project)
+    cpSync(join(consumer, 'package.json'), join(project, 'package.json'))
+    const { stderr } = await run(node, [npmCli(), 'install', '--prefer-offline', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=warn'], project)
+    return stderr
+  }
+  const on22 = join(work, 'on-node-22')
+  t.notMatch(await install(node22, on22), /EBADENGINE/, 'no engine warning on Node.js 22.12, for the package or its dependencies (cockatiel 4 asks for 22)')
+  if (process.versions.node.startsWith('20.')) {
+    t.match(await install(process.execPath, join(work, 'on-node-20')), /EBADENGINE[\s\S]*fastify-resilience/, `and the same install on this Node.js ${process.version} warns, so the check above can fail`)
+  }
+  cpSync(join(consumer, 'out'), join(on22, 'out'), { recursive: true })
+  cpSync(join(fixtures, 'require.cjs'), join(on22, 'require.cjs'))
+  const { stdout } = await run(node22, ['out/consumer.js'], on22, 60_000)
+  t.match(lastJsonLine(stdout).oneByOne, { status: 200, body: { calls: 2 } }, 'the ESM program runs on Node.js 22.12')
+  const required = lastJsonLine((await run(node22, ['require.cjs'], on22, 60_000)).stdout)
+  t.equal(required.requireModule, true, 'and require() loads the package on Node.js 22.12')
 })

@@ -1,7 +1,6 @@
 import { test } from 'tap'
 import { ADAPTIVE_DEFAULTS, AdaptiveLimit } from '../../../plugins/lib/shedding/adaptive-limit.js'
 import type { AdaptiveLimitSettings } from '../../../plugins/lib/shedding/adaptive-limit.js'
-import { LimitMoves } from '../../../plugins/lib/shedding/limit-moves.js'
 
 /**
  * A service simulated on a fake clock: `workers` requests served at once
@@ -275,20 +274,4 @@ test('an initial limit outside the bounds is clamped once the baseline is measur
   below.record(5, 1, true)
   t.equal(above.limit, 10)
   t.equal(below.limit, 8)
-})
-
-test('a move of the limit is reported when it halves or doubles within the period, at most once per period', async (t) => {
-  let nowMs = 0
-  const moves = new LimitMoves(20, 10_000, () => nowMs)
-  t.equal(moves.observe(30), undefined, '1.5x is no news')
-  nowMs = 2000
-  t.same(moves.observe(40), { from: 20, to: 40, withinMs: 2000 }, 'doubled within 2 s')
-  nowMs = 3000
-  t.equal(moves.observe(15), undefined, 'halved again, but logged 1 s ago')
-  nowMs = 12_500
-  t.equal(moves.observe(14), undefined, 'a new period starts from the last limit (15)')
-  nowMs = 13_000
-  t.same(moves.observe(7), { from: 15, to: 7, withinMs: 500 })
-  nowMs = 60_000
-  t.equal(moves.observe(10), undefined, 'slow moves over a long time are no news')
 })

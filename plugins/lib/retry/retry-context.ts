@@ -32,21 +32,8 @@ export class LazySignal {
   }
 }
 
-/** A given signal, or one built on first use. */
-export type SignalSource = AbortSignal | LazySignal
-
-/** The signal of `source` if it exists yet (a lazy one once built). */
-export function signalSoFar (source: SignalSource): AbortSignal | undefined {
-  return source instanceof LazySignal ? source.peek() : source
-}
-
-/** The signal of `source`, built now if it is lazy and not built yet. */
-export function signalOf (source: SignalSource): AbortSignal {
-  return source instanceof LazySignal ? source.get() : source
-}
-
 /** A retry context whose signal is built only if the function reads it. */
-class LazyContext implements RetryContext {
+export class LazyContext implements RetryContext {
   readonly attempt: number
   private readonly lazy: LazySignal
 
@@ -58,10 +45,4 @@ class LazyContext implements RetryContext {
   get signal (): AbortSignal {
     return this.lazy.get()
   }
-}
-
-/** The context of attempt `attempt`: a plain object once the signal exists. */
-export function contextOf (attempt: number, source: SignalSource): RetryContext {
-  const signal = signalSoFar(source)
-  return signal === undefined ? new LazyContext(attempt, source as LazySignal) : { attempt, signal }
 }

@@ -185,17 +185,20 @@ test('an abort during a retry rejects at once, and the attempt failing afterward
 
 test('a failure after the signal aborted ends the call as it is: no retry, no exhaustion', async (t) => {
   const retrier = new Retrier(new Registry(), 'test')
-  for (const maxRetries of [0, 2]) {
-    const controller = new AbortController()
-    let calls = 0
-    const error = await retrier.run(settingsOf({ maxRetries }), () => {
-      calls++
-      // The caller gives up and the attempt fails because of it, as a cancelled query does.
-      controller.abort(new Error('client went away'))
-      throw transient('query cancelled')
-    }, controller.signal).catch((e: unknown) => e)
-    t.match(error, { message: 'query cancelled' }, `maxRetries ${maxRetries}: the failure itself`)
-    t.equal(calls, 1)
+  for (const lazy of [false, true]) {
+    for (const maxRetries of [0, 2]) {
+      const controller = new AbortController()
+      let calls = 0
+      const error = await retrier.run(settingsOf({ maxRetries }), ({ signal }) => {
+        calls++
+        // The caller gives up and the attempt fails because of it, as a cancelled query does.
+        t.equal(signal, controller.signal)
+        controller.abort(new Error('client went away'))
+        throw transient('query cancelled')
+      }, lazy ? () => controller.signal : controller.signal).catch((e: unknown) => e)
+      t.match(error, { message: 'query cancelled' }, `${lazy ? 'a lazy' : 'a given'} signal, maxRetries ${maxRetries}: the failure itself`)
+      t.equal(calls, 1)
+    }
   }
 })
 
@@ -222,6 +225,17 @@ test('a lazy signal is built once, for the first retry, and reaches the function
   t.equal(await running, 1)
   t.equal(built, 1)
   t.same(seen, [controller.signal, controller.signal], 'the first context built it on demand, the retry reused it')
+})
+
+test('a first attempt that reads its lazy signal is raced with it: an abort ends the call at once', async (t) => {
+  const retrier = new Retrier(new Registry(), 'test')
+  const controller = new AbortController()
+  const outcome = retrier.run(settings, ({ signal }) => {
+    t.equal(signal, controller.signal, 'built by the first attempt')
+    return new Promise<never>(() => {})
+  }, () => controller.signal).catch((error: unknown) => error)
+  controller.abort(new Error('client went away'))
+  t.match(await within('the abort to end the first attempt', outcome, 2_000), { message: 'client went away' })
 })
 
 test('a lazy signal that aborts during the backoff sleep ends the retries at once', async (t) => {

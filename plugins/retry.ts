@@ -5,7 +5,7 @@ import { provideRetryInternals } from './lib/retry/internals.js'
 import { Retrier } from './lib/retry/retrier.js'
 import type { RetryableFunction } from './lib/retry/retry-context.js'
 import { RetrySettingsCache } from './lib/retry/settings-cache.js'
-import { resolveRetryDefaults, retrySettings } from './lib/retry/settings.js'
+import { resolveRetryOptions, retrySettings } from './lib/retry/settings.js'
 import type { RetryOptions } from './lib/retry/settings.js'
 import { OptionReader, isPlainObject } from './lib/plugin/options.js'
 import { registerOnce } from './lib/plugin/register-once.js'
@@ -36,7 +36,7 @@ const retryPlugin: FastifyPluginAsync<RetryPluginOptions> = async (app, rawOptio
   if (isPlainObject(rawOptions) && 'signal' in rawOptions) {
     throw read.fail('signal', 'given per call, not as a plugin option', 'an AbortSignal')
   }
-  const defaults = resolveRetryDefaults(read, 'options', rawOptions)
+  const defaults = resolveRetryOptions(read, 'options', rawOptions)
   registerOnce(app, PLUGIN)
   const retrier = new Retrier(useMetricsRegistry(app), PLUGIN)
   const defaultSettings = retrySettings(defaults)
@@ -51,8 +51,8 @@ const retryPlugin: FastifyPluginAsync<RetryPluginOptions> = async (app, rawOptio
       const signal = options?.signal
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw read.fail('signal', 'an AbortSignal', signal)
       const settings = isPlainObject(options)
-        ? cache.get(options, () => retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults)))
-        : retrySettings(resolveRetryDefaults(read, 'retry()', options, defaults))
+        ? cache.get(options, () => retrySettings(resolveRetryOptions(read, 'retry()', options, defaults)))
+        : retrySettings(resolveRetryOptions(read, 'retry()', options, defaults))
       return retrier.run(settings, fn, signal)
     } catch (error) {
       return Promise.reject(error)

@@ -15,7 +15,7 @@ import { routeLabel, routeResilience } from './lib/route/route-config.js'
 import type { ROUTE_OPTION_KEYS } from './lib/route/route-config.js'
 import { retryInternalsOf } from './lib/retry/internals.js'
 import type { RetryInternals } from './lib/retry/internals.js'
-import { resolveRetryDefaults, retrySettings } from './lib/retry/settings.js'
+import { resolveRetryOptions, retrySettings } from './lib/retry/settings.js'
 import type { RetryOptions } from './lib/retry/settings.js'
 
 const PLUGIN = 'fastify-resilience-route-policy'
@@ -173,7 +173,7 @@ function resolveRetry (app: FastifyInstance, read: OptionReader, raw: unknown, a
   if (internals === undefined) throw new TypeError(`${read.plugin}: "config.resilience.retry" needs the retry plugin, registered before the routes`)
   if (!isPlainObject(raw)) throw read.fail('config.resilience.retry', 'an object or false', raw)
   const { allowNonIdempotent, ...options } = raw
-  const defaults = resolveRetryDefaults(read, 'config.resilience.retry', options, internals.defaults)
+  const defaults = resolveRetryOptions(read, 'config.resilience.retry', options, internals.defaults)
   const isRetryable = defaults.isRetryable
   return {
     internals,

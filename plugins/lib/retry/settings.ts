@@ -100,7 +100,7 @@ function resolveBudget (read: OptionReader, option: string, raw: unknown, base: 
 }
 
 /** Validates retry options (named `option.x` in messages) and resolves them over `base`. */
-export function resolveRetryDefaults (read: OptionReader, option: string, raw: unknown, base: ResolvedRetryOptions = DEFAULTS): ResolvedRetryOptions {
+export function resolveRetryOptions (read: OptionReader, option: string, raw: unknown, base: ResolvedRetryOptions = DEFAULTS): ResolvedRetryOptions {
   const opts = read.object<RetryOptions>(option, raw, RETRY_OPTION_KEYS)
   const at = (key: string): string => option === 'options' ? key : `${option}.${key}`
   const initialDelayMs = read.number(at('initialDelayMs'), opts.initialDelayMs, base.initialDelayMs, { min: 0 })

@@ -8,14 +8,14 @@ import { isRetryExhaustedError } from '../../../plugins/errors.js'
 import { OptionReader } from '../../../plugins/lib/plugin/options.js'
 import { Retrier } from '../../../plugins/lib/retry/retrier.js'
 import type { RetrySettings } from '../../../plugins/lib/retry/retrier.js'
-import { resolveRetryDefaults, retrySettings } from '../../../plugins/lib/retry/settings.js'
+import { resolveRetryOptions, retrySettings } from '../../../plugins/lib/retry/settings.js'
 import type { RetryOptions } from '../../../plugins/lib/retry/settings.js'
 import { deferred, useFakeClock } from '../../fixtures/clock.js'
 import { within } from '../../fixtures/wait.js'
 
 /** Settings over the plugin's defaults, with delays of 100, 200, 400 ms ... and no budget unless given. */
 const settingsOf = (options: Omit<RetryOptions, 'signal'> = {}): RetrySettings =>
-  retrySettings(resolveRetryDefaults(new OptionReader('test'), 'options', { jitter: 'none', budget: false, ...options }))
+  retrySettings(resolveRetryOptions(new OptionReader('test'), 'options', { jitter: 'none', budget: false, ...options }))
 const settings = settingsOf({ maxRetries: 2 })
 const transient = (message = 'reset'): Error => Object.assign(new Error(message), { code: 'ECONNRESET' })
 

@@ -8,29 +8,44 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import resilience from 'fastify-resilience'
 import { redisCache } from './cache.js'
 import { safeErrorHandler } from './errors.js'
-import { migrate, seed } from './db/migrate.js'
+import { migrate } from './db/migrate.js'
 import { healthRoutes } from './routes/health.js'
 import type { Lifecycle } from './routes/health.js'
 import { leaderboardRoutes } from './routes/leaderboard.js'
 import { playerRoutes } from './routes/players.js'
 
+/** The service's settings; `server.ts` reads each from the environment (see env.ts). */
 export interface AppOptions {
-  /** PostgreSQL connection string. */
+  /** PostgreSQL connection string (`DATABASE_URL`). */
   databaseUrl: string
-  /** Redis URL; without it the cache tier is reported down. */
+  /** Redis URL (`REDIS_URL`); without it the cache tier is reported down. */
   redisUrl?: string
-  /** Enables the flag admin API (`/metrics` stays open). */
-  adminToken?: string
-  /** Ceiling of the load shedding limit (the limit itself when `sheddingLimit` is `'static'`). */
-  maxConcurrent?: number
-  /** How load shedding sets its limit: learnt from latency (the default), or `maxConcurrent`. */
-  sheddingLimit?: 'static' | 'adaptive'
-  /** Players seeded into an empty database. */
-  seedPlayers?: number
-  /** Prefix of this app's Redis keys and flag hash (tests give each app its own). */
+  /**
+   * Prefix of this service's Redis keys and flag channel (`REDIS_PREFIX`), so
+   * that services or environments can share one Redis.
+   * @default 'players:'
+   */
   redisPrefix?: string
-  /** Breaker settings of the `database` breaker (tests shorten halfOpenAfterMs). */
-  databaseBreaker?: { halfOpenAfterMs?: number }
+  /** Enables the flag admin API (`ADMIN_TOKEN`; `/metrics` stays open). */
+  adminToken?: string
+  /**
+   * Ceiling of the load shedding limit, or the limit itself when
+   * `sheddingLimit` is `'static'` (`MAX_CONCURRENT`).
+   * @default 1000
+   */
+  maxConcurrent?: number
+  /**
+   * How load shedding sets its limit: learnt from latency, or fixed at
+   * `maxConcurrent` (`SHEDDING_LIMIT`).
+   * @default 'adaptive'
+   */
+  sheddingLimit?: 'static' | 'adaptive'
+  /**
+   * How long the database breaker stays open before it lets trial calls
+   * through (`BREAKER_HALF_OPEN_AFTER_MS`).
+   * @default 30000
+   */
+  breakerHalfOpenAfterMs?: number
   logger?: FastifyServerOptions['logger']
 }
 
@@ -101,17 +116,19 @@ export async function buildApp (options: AppOptions): Promise<FastifyInstance> {
       ...(options.redisUrl === undefined ? {} : { redis: { key: `${prefix}flags`, channel: `${prefix}flags` } }),
       ...(options.adminToken === undefined ? {} : { admin: { token: options.adminToken } })
     },
-    breaker: { defaults: { timeoutMs: 2000 } },
+    breaker: { defaults: { timeoutMs: 2000, halfOpenAfterMs: options.breakerHalfOpenAfterMs ?? 30_000 } },
     retry: { maxRetries: 2 }
   })
-  app.breaker('database', { timeoutMs: 2000, ...options.databaseBreaker })
+  // Made now, so that /metrics and /health/ready list it before the first query.
+  app.breaker('database')
 
   const cache = redisCache(options.redisUrl === undefined ? undefined : app.redis, prefix)
   await app.register(playerRoutes, { cache })
   await app.register(leaderboardRoutes, { cache })
   await app.register(healthRoutes, { cache, lifecycle })
 
+  // The schema only: demo players are the embedded development database's
+  // (server.ts) or an explicit script's (db/seed.ts), never a real database's.
   await migrate(app.pg.pool)
-  await seed(app.pg.pool, options.seedPlayers ?? 10_000)
   return app
 }

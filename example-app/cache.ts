@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { Player } from './routes/players.js'
+import type { LeaderboardEntry, Player } from './model.js'
 
 const PLAYER_TTL_SECONDS = 300
 
@@ -7,8 +7,8 @@ const PLAYER_TTL_SECONDS = 300
 export interface PlayerCache {
   getPlayer: (id: number) => Promise<Player | undefined>
   setPlayer: (player: Player) => Promise<void>
-  getLeaderboard: () => Promise<{ players: Array<{ id: number, username: string, score: number }> } | undefined>
-  setLeaderboard: (players: Array<{ id: number, username: string, score: number }>) => Promise<void>
+  getLeaderboard: () => Promise<{ players: LeaderboardEntry[] } | undefined>
+  setLeaderboard: (players: LeaderboardEntry[]) => Promise<void>
   /** 'up', 'down' (configured but unreachable) or 'absent' (no Redis configured). */
   status: () => 'up' | 'down' | 'absent'
 }
@@ -37,7 +37,7 @@ export function redisCache (redis: Redis | undefined, prefix: string): PlayerCac
     setPlayer: async (player) => { await redis.set(playerKey(player.id), JSON.stringify(player), 'EX', PLAYER_TTL_SECONDS) },
     getLeaderboard: async () => {
       const cached = await redis.get(leaderboardKey)
-      return cached === null ? undefined : { players: JSON.parse(cached) }
+      return cached === null ? undefined : { players: JSON.parse(cached) as LeaderboardEntry[] }
     },
     setLeaderboard: async (players) => { await redis.set(leaderboardKey, JSON.stringify(players)) },
     status: () => redis.status === 'ready' ? 'up' : 'down'

@@ -2,58 +2,12 @@
 // PostgreSQL (and a throwaway Redis when redis-server is installed) when no
 // URL is given, listens, and shuts down gracefully on SIGINT/SIGTERM/SIGHUP. A
 // start-up failure prints one line (what failed, what to do) and exits with 1.
-import type { Server } from 'node:http'
-import type { Socket } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import { buildApp } from './app.js'
+import { DEMO_PLAYERS, seedPlayers } from './db/seed.js'
 import { EmbeddedServices, StartupError, oneLine } from './embedded-services.js'
 import { readConfig } from './env.js'
-
-/** What a shutdown needs to know about the server's connections. */
-interface Connections {
-  /** Open TCP connections. */
-  readonly open: number
-  /** Requests whose headers have arrived and whose response is not finished. */
-  readonly requestsInFlight: number
-  /** Destroys the connections on which not one byte has arrived; returns how many. */
-  closeSilent: () => number
-  /** Destroys every connection, whatever it carries. */
-  destroyAll: () => void
-}
-
-// Node's closeIdleConnections() spares a connection that has not sent a
-// request yet (it is not "idle" to Node), so one silent client would hold the
-// drain open: the shutdown keeps its own list.
-function trackConnections (server: Server): Connections {
-  const sockets = new Set<Socket>()
-  let requestsInFlight = 0
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-  })
-  server.on('request', (_request, response) => {
-    requestsInFlight++
-    response.once('close', () => { requestsInFlight-- })
-  })
-  return {
-    get open () { return sockets.size },
-    get requestsInFlight () { return requestsInFlight },
-    closeSilent () {
-      let closed = 0
-      // A socket that has read something carries a request, perhaps half-sent: in flight.
-      for (const socket of sockets) {
-        if (socket.bytesRead === 0) {
-          socket.destroy()
-          closed++
-        }
-      }
-      return closed
-    },
-    destroyAll () {
-      for (const socket of sockets) socket.destroy()
-    }
-  }
-}
+import { gracefulShutdown } from './shutdown.js'
 
 /** The URL without its password, for messages. */
 function redact (url: string): string {
@@ -104,55 +58,38 @@ async function main (): Promise<void> {
     app = await buildApp({
       databaseUrl,
       redisUrl,
+      redisPrefix: config.redisPrefix,
       adminToken: config.adminToken,
       maxConcurrent: config.maxConcurrent,
+      sheddingLimit: config.sheddingLimit,
+      breakerHalfOpenAfterMs: config.breakerHalfOpenAfterMs,
       logger: { level: config.logLevel }
     })
+    // The embedded database is for development: it gets demo players. One named by DATABASE_URL never does.
+    if (embedded.postgres !== undefined) {
+      const seeded = await seedPlayers(app.pg.pool, DEMO_PLAYERS)
+      if (seeded > 0) console.log(`Seeded the embedded PostgreSQL with ${seeded} demo players.`)
+    }
   } catch (error) {
     return await fail(embedded.postgres === undefined
       ? `Cannot prepare the players database at ${redact(databaseUrl)}: ${oneLine(error)} (check that DATABASE_URL names a running PostgreSQL that lets this user create tables)`
       : `Cannot prepare the players database in the embedded PostgreSQL: ${oneLine(error)} (remove ${embedded.postgres.dataDir} to start from a fresh one)`)
   }
 
-  const connections = trackConnections(app.server)
+  const drain = gracefulShutdown(app, config.shutdownTimeoutMs)
   let closing = false
   const shutdown = (signal: string): void => {
     if (closing) return
     closing = true
-    const timeoutMs = config.shutdownTimeoutMs
-    app.log.info({ signal, timeoutMs }, 'shutting down: draining requests')
-    app.lifecycle.draining = true
-    const silent = connections.closeSilent()
-    if (silent > 0) app.log.info({ connections: silent }, `closed ${silent} connection(s) that carried no request`)
-    // close() stops accepting, lets in-flight requests finish, then closes the pools.
-    // The sweep closes keep-alive connections once their request is answered (they
-    // would hold the server open until their keep-alive timeout) and silent ones
-    // accepted before close() stopped accepting.
-    const sweep = setInterval(() => {
-      app.server.closeIdleConnections()
-      connections.closeSilent()
-    }, 100)
-    let cut = false
-    const deadline = setTimeout(() => {
-      cut = true
-      clearInterval(sweep)
-      const { requestsInFlight, open } = connections
-      app.log.warn({ timeoutMs, requestsInFlight, connections: open },
-        `drain cut: ${requestsInFlight} request(s) still in flight and ${open} connection(s) open after ${timeoutMs} ms (SHUTDOWN_TIMEOUT_MS); closing them and exiting with 1`)
-      connections.destroyAll()
-      // A handler still waiting on PostgreSQL would keep its pool, and so app.close(), open.
-      embedded.stop().then(() => process.exit(1), () => process.exit(1))
-    }, timeoutMs)
-    app.close()
-      .finally(() => {
-        clearInterval(sweep)
-        clearTimeout(deadline)
-      })
-      .then(async () => await embedded.stop())
-      .then(() => { if (!cut) process.exitCode = 0 }, (error: unknown) => {
-        console.error(error)
-        process.exitCode = 1
-      })
+    drain(signal).then(async (outcome) => {
+      await embedded.stop()
+      if (outcome === 'cut') process.exit(1)
+      process.exitCode = 0
+    }, async (error: unknown) => {
+      console.error(error)
+      await embedded.stop()
+      process.exitCode = 1
+    })
   }
 
   try {

@@ -38,7 +38,7 @@ export interface ChaosResult {
   durationMs: number
 }
 
-/** The example app's seed: players 1..10 000 (buildApp's default). */
+/** Players 1..10 000, seeded before the app starts. */
 const PLAYERS = 10_000
 const LOOKUP_IDS = 5000
 const MAX_CONCURRENT = 100
@@ -154,7 +154,7 @@ async function findLostWrites (databaseUrl: string, timeline: Timeline): Promise
 
 export async function runChaos (options: ChaosOptions, log: (line: string) => void = () => {}): Promise<ChaosResult> {
   log('starting PostgreSQL, Redis and the example app ...')
-  const stack = await Stack.start({ maxConcurrent: MAX_CONCURRENT, adminToken: ADMIN_TOKEN })
+  const stack = await Stack.start({ maxConcurrent: MAX_CONCURRENT, players: PLAYERS, adminToken: ADMIN_TOKEN })
   try {
     const capacity = options.smoke ? undefined : await measureCapacity(stack.baseUrl)
     // Half the capacity keeps the steady state comfortable; 4x that is twice what the app can serve.

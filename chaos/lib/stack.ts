@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { seedDatabase } from '../../example-app/db/seed.js'
 import { startPostgres, startRedis } from '../../local-services/index.js'
 import type { PostgresServer, RedisServer } from '../../local-services/index.js'
 import { freePort } from '../../local-services/process.js'
@@ -24,6 +25,8 @@ const CONDITIONS = process.execArgv.filter((arg) => arg.startsWith('--conditions
 export interface StackOptions {
   /** The app's MAX_CONCURRENT. */
   maxConcurrent: number
+  /** Players 1..players seeded before the app starts (it seeds no database it is given). */
+  players: number
   adminToken: string
 }
 
@@ -63,6 +66,13 @@ export class Stack {
       if (redis.status === 'fulfilled') await redis.value.stop()
       rmSync(postgresDir, { recursive: true, force: true })
       throw postgres.status === 'rejected' ? postgres.reason : (redis as PromiseRejectedResult).reason
+    }
+    try {
+      await seedDatabase(postgres.value.url, options.players)
+    } catch (error) {
+      await Promise.allSettled([postgres.value.stop(), redis.value.stop()])
+      rmSync(postgresDir, { recursive: true, force: true })
+      throw error
     }
     const port = await freePort()
     const app = spawn(process.execPath, ['--import', TSX_LOADER, ...CONDITIONS, SERVER_SCRIPT], {

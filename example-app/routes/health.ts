@@ -10,8 +10,11 @@ export async function healthRoutes (app: FastifyInstance, { cache, lifecycle }: 
   const never = { resilience: { shed: false as const } }
   app.get('/health/live', { config: never, logLevel: 'warn' }, async () => ({ status: 'ok' }))
   app.get('/health/ready', { config: never, logLevel: 'warn' }, async (_request, reply) => {
-    const database = app.breaker('database')
-    const ready = !lifecycle.draining && database.state !== 'open'
+    // Ready while the database breaker lets calls through: closed, or
+    // half-open, whose trial calls need traffic to close it again. Open or
+    // isolated (held open by hand), every call would be refused.
+    const { state } = app.breaker('database')
+    const ready = !lifecycle.draining && (state === 'closed' || state === 'half-open')
     reply.code(ready ? 200 : 503)
     return {
       status: ready ? 'ready' : 'unavailable',

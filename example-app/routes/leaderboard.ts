@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { PlayerCache } from '../cache.js'
-
-interface Entry { id: number, username: string, score: number }
+import type { Leaderboard, LeaderboardEntry } from '../model.js'
 
 export async function leaderboardRoutes (app: FastifyInstance, { cache }: { cache: PlayerCache }): Promise<void> {
   app.get<{ Querystring: { limit: string } }>('/leaderboard', {
@@ -16,10 +15,11 @@ export async function leaderboardRoutes (app: FastifyInstance, { cache }: { cach
     config: { resilience: { flag: 'leaderboard', shed: { priority: 'sheddable' } } }
   }, async (request, reply) => {
     const limit = Number(request.query.limit)
-    const { value, tier } = await app.fallback<{ players: Entry[], degraded?: true }>({
+    // Tiers written out with app.fallback, as in routes/players.ts (see why there).
+    const { value, tier } = await app.fallback<Leaderboard>({
       name: 'leaderboard',
       primary: async ({ signal }) => await app.breaker('database').execute(async () => {
-        const { rows } = await app.pg.query<Entry>('SELECT id, username, score::float8 AS score FROM players ORDER BY score DESC, id LIMIT 100')
+        const { rows } = await app.pg.query<LeaderboardEntry>('SELECT id, username, score::float8 AS score FROM players ORDER BY score DESC, id LIMIT 100')
         return { players: rows }
       }, signal),
       // The last good leaderboard, kept in Redis.

@@ -6,6 +6,7 @@ import type { AppOptions } from '../../example-app/app.js'
 import { readConfig } from '../../example-app/env.js'
 import { ownDatabase, testRedisUrl, uniqueName } from '../fixtures/services.js'
 import { waitFor } from '../fixtures/wait.js'
+import { playersDatabase } from './fixtures/players-database.js'
 import type { Teardown } from '../fixtures/app.js'
 
 const TOKEN = 'example-admin-token-0123'
@@ -15,7 +16,7 @@ const prefixOf = (app: FastifyInstance): string => prefixes.get(app) as string
 
 async function players (t: Teardown, options: Partial<AppOptions> = {}): Promise<FastifyInstance> {
   const redisPrefix = `${uniqueName('players')}:`
-  const app = await buildApp({ databaseUrl: await ownDatabase(t), redisUrl: testRedisUrl(), redisPrefix, seedPlayers: 200, ...options })
+  const app = await buildApp({ databaseUrl: await playersDatabase(t, 200), redisUrl: testRedisUrl(), redisPrefix, ...options })
   prefixes.set(app, redisPrefix)
   t.teardown(() => app.close())
   await app.ready()
@@ -93,9 +94,38 @@ test('health, metrics and the admin API', async (t) => {
   t.equal((await plain.inject('/admin/flags')).statusCode, 404, 'no admin routes without a token')
 })
 
-test('load above the shedding limit: 503 FST_RESILIENCE_OVERLOADED, while health routes still answer', async (t) => {
+test('readiness follows the database breaker: 200 closed or half-open (trial calls need traffic), 503 open or isolated', async (t) => {
+  const app = await players(t, { breakerHalfOpenAfterMs: 1000 })
+  const ready = async (): Promise<{ status: number, state: unknown }> => {
+    const response = await app.inject('/health/ready')
+    return { status: response.statusCode, state: response.json().breakers.find((b: { name: string }) => b.name === 'database')?.state }
+  }
+  t.same(await ready(), { status: 200, state: 'closed' })
+
+  const held = app.breaker('database').isolate()
+  t.same(await ready(), { status: 503, state: 'isolated' }, 'held open by hand: not ready')
+  held.dispose()
+  t.same(await ready(), { status: 200, state: 'closed' }, 'released: ready again')
+
+  const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+  for (let i = 0; i < 5; i++) await app.breaker('database').execute(async () => { throw down }).catch(() => {})
+  t.same(await ready(), { status: 503, state: 'open' }, 'open: not ready')
+  await waitFor('the breaker to half-open', () => app.breaker('database').state === 'half-open')
+  t.same(await ready(), { status: 200, state: 'half-open' }, 'half-open: ready, so that trial calls can arrive')
+})
+
+test('buildApp creates the schema on an empty database and seeds no players into it', async (t) => {
   const databaseUrl = await ownDatabase(t)
-  const app = await buildApp({ databaseUrl, redisUrl: testRedisUrl(), redisPrefix: `${uniqueName('players')}:`, seedPlayers: 20, maxConcurrent: 1 })
+  const app = await buildApp({ databaseUrl })
+  t.teardown(() => app.close())
+  const { rows } = await app.pg.query<{ players: number }>('SELECT count(*)::int AS players FROM players')
+  t.equal(rows[0]?.players, 0, 'the players table exists and is empty')
+  t.equal((await app.inject('/players/1')).statusCode, 404)
+})
+
+test('load above the shedding limit: 503 FST_RESILIENCE_OVERLOADED, while health routes still answer', async (t) => {
+  const databaseUrl = await playersDatabase(t, 20)
+  const app = await buildApp({ databaseUrl, redisUrl: testRedisUrl(), redisPrefix: `${uniqueName('players')}:`, maxConcurrent: 1 })
   t.teardown(() => app.close())
   // Hold player 7's row so that one score update stays in flight.
   const locker = new pg.Client({ connectionString: databaseUrl })
@@ -133,9 +163,12 @@ test('no input tried produces a 500', async (t) => {
 })
 
 test('the environment is validated at start and a bad value names the variable', async (t) => {
-  t.match(readConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: undefined, redisUrl: undefined, maxConcurrent: 1000, logLevel: 'info' })
-  t.match(readConfig({ PORT: '8080', DATABASE_URL: 'postgres://u@h/db', REDIS_URL: 'redis://h:6379', ADMIN_TOKEN: TOKEN, MAX_CONCURRENT: '50', LOG_LEVEL: 'warn', HOST: '0.0.0.0' }),
-    { port: 8080, host: '0.0.0.0', databaseUrl: 'postgres://u@h/db', redisUrl: 'redis://h:6379', adminToken: TOKEN, maxConcurrent: 50, logLevel: 'warn' })
+  t.match(readConfig({}), {
+    port: 3000, host: '127.0.0.1', databaseUrl: undefined, redisUrl: undefined, redisPrefix: 'players:', maxConcurrent: 1000, sheddingLimit: 'adaptive', breakerHalfOpenAfterMs: 30000, logLevel: 'info'
+  })
+  t.match(readConfig({
+    PORT: '8080', DATABASE_URL: 'postgres://u@h/db', REDIS_URL: 'redis://h:6379', REDIS_PREFIX: 'eu:players:', ADMIN_TOKEN: TOKEN, MAX_CONCURRENT: '50', SHEDDING_LIMIT: 'static', BREAKER_HALF_OPEN_AFTER_MS: '5000', LOG_LEVEL: 'warn', HOST: '0.0.0.0'
+  }), { port: 8080, host: '0.0.0.0', databaseUrl: 'postgres://u@h/db', redisUrl: 'redis://h:6379', redisPrefix: 'eu:players:', adminToken: TOKEN, maxConcurrent: 50, sheddingLimit: 'static', breakerHalfOpenAfterMs: 5000, logLevel: 'warn' })
   const bad: Array<[NodeJS.ProcessEnv, RegExp]> = [
     [{ PORT: 'eighty' }, /^PORT must be an integer from 0 to 65535 \(got "eighty"\)$/],
     [{ PORT: '70000' }, /^PORT must be/],
@@ -144,13 +177,16 @@ test('the environment is validated at start and a bad value names the variable',
     [{ DATABASE_URL: 'mysql://h/db' }, /^DATABASE_URL must start with postgres: or postgresql:/],
     [{ REDIS_URL: 'http://h' }, /^REDIS_URL must start with redis: or rediss:/],
     [{ ADMIN_TOKEN: 'short' }, /^ADMIN_TOKEN must be at least 16 characters/],
-    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/]
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+    [{ REDIS_PREFIX: 'two words' }, /^REDIS_PREFIX must be 1 to 64 characters without spaces/],
+    [{ SHEDDING_LIMIT: 'fixed' }, /^SHEDDING_LIMIT must be one of adaptive, static \(got "fixed"\)$/],
+    [{ BREAKER_HALF_OPEN_AFTER_MS: '0' }, /^BREAKER_HALF_OPEN_AFTER_MS must be an integer from 1 to 3600000/]
   ]
   for (const [env, message] of bad) t.throws(() => readConfig(env), { message }, JSON.stringify(env))
 })
 
 test('without Redis the service runs with the cache tier reported down', async (t) => {
-  const app = await buildApp({ databaseUrl: await ownDatabase(t), seedPlayers: 20 })
+  const app = await buildApp({ databaseUrl: await playersDatabase(t, 20) })
   t.teardown(() => app.close())
   t.equal((await app.inject('/players/3')).statusCode, 200)
   t.match((await app.inject('/health/ready')).json(), { status: 'ready', cache: 'absent' })

@@ -9,6 +9,7 @@ import { test } from 'tap'
 import { startPostgres, startRedis } from '../../local-services/index.js'
 import type { PostgresServer, RedisServer } from '../../local-services/index.js'
 import { buildApp } from '../../example-app/app.js'
+import { seedDatabase } from '../../example-app/db/seed.js'
 import { waitFor } from '../fixtures/wait.js'
 import type { Teardown } from '../fixtures/app.js'
 
@@ -29,7 +30,8 @@ async function stack (t: Teardown): Promise<Stack> {
   }
   t.teardown(() => postgres.server.stop())
   t.teardown(() => redisServer.stop())
-  const app = await buildApp({ databaseUrl: postgresServer.url, redisUrl: redisServer.url, seedPlayers: 100, databaseBreaker: { halfOpenAfterMs: 1000 } })
+  await seedDatabase(postgresServer.url, 100)
+  const app = await buildApp({ databaseUrl: postgresServer.url, redisUrl: redisServer.url, breakerHalfOpenAfterMs: 1000 })
   t.teardown(() => app.close())
   await app.ready()
   return { app, postgres, redis: { server: redisServer } }

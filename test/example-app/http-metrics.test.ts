@@ -6,12 +6,12 @@ import { test } from 'tap'
 import { buildApp } from '../../example-app/app.js'
 import type { AppOptions } from '../../example-app/app.js'
 import { promtoolCheck } from '../fixtures/promtool.js'
-import { ownDatabase } from '../fixtures/services.js'
+import { playersDatabase } from './fixtures/players-database.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
 async function players (t: Teardown, options: Partial<AppOptions> = {}): Promise<FastifyInstance> {
-  const app = await buildApp({ databaseUrl: await ownDatabase(t), seedPlayers: 20, ...options })
+  const app = await buildApp({ databaseUrl: await playersDatabase(t, 20), ...options })
   t.teardown(() => app.close())
   await app.ready()
   return app

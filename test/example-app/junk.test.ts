@@ -6,13 +6,14 @@ import { request as httpRequest } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { test } from 'tap'
 import { buildApp } from '../../example-app/app.js'
-import { ownDatabase, testRedisUrl, uniqueName } from '../fixtures/services.js'
+import { testRedisUrl, uniqueName } from '../fixtures/services.js'
 import type { Teardown } from '../fixtures/app.js'
+import { playersDatabase } from './fixtures/players-database.js'
 
 interface Answer { status: number, contentType: string, body: string }
 
 async function players (t: Teardown): Promise<{ app: FastifyInstance, port: number }> {
-  const app = await buildApp({ databaseUrl: await ownDatabase(t), redisUrl: testRedisUrl(), redisPrefix: `${uniqueName('junk')}:`, seedPlayers: 20 })
+  const app = await buildApp({ databaseUrl: await playersDatabase(t, 20), redisUrl: testRedisUrl(), redisPrefix: `${uniqueName('junk')}:` })
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   return { app, port: (app.server.address() as { port: number }).port }
@@ -115,7 +116,7 @@ test('the highest id PostgreSQL holds is looked up (404 here), one more is a 400
 })
 
 test('an error the request caused that no schema caught is a 400; other failures say nothing of internals', async (t) => {
-  const app = await buildApp({ databaseUrl: await ownDatabase(t), seedPlayers: 1 })
+  const app = await buildApp({ databaseUrl: await playersDatabase(t, 1) })
   t.teardown(() => app.close())
   // Routes a careless app might have: no schema, and an error that names a host.
   app.get('/raw/:value', async (request) => await app.pg.query('SELECT $1::int AS value', [(request.params as { value: string }).value]))

@@ -15,6 +15,7 @@ import { deferred } from '../fixtures/clock.js'
 import { get } from '../fixtures/http.js'
 import { ownDatabase, testRedisUrl } from '../fixtures/services.js'
 import { waitFor } from '../fixtures/wait.js'
+import { playersDatabase } from './fixtures/players-database.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -74,8 +75,20 @@ async function rawConnection (t: Teardown, port: number): Promise<{ socket: Sock
   return { socket, closedAt: () => closedAt }
 }
 
-test('SIGTERM during traffic: the in-flight request completes and the process exits with 0', async (t) => {
+test('on a database named by DATABASE_URL the server creates the schema and seeds no players', async (t) => {
   const databaseUrl = await ownDatabase(t)
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, REDIS_URL: testRedisUrl() })
+  t.equal((await fetch(`${server.base}/players/1`)).status, 404, 'no player 1')
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  t.teardown(() => client.end())
+  const { rows } = await client.query<{ players: number }>('SELECT count(*)::int AS players FROM players')
+  t.equal(rows[0]?.players, 0, 'the players table exists and is empty')
+  t.notMatch(server.output(), /Seeded/, 'nothing says it seeded')
+})
+
+test('SIGTERM during traffic: the in-flight request completes and the process exits with 0', async (t) => {
+  const databaseUrl = await playersDatabase(t, 20)
   const server = await startServer(t, { DATABASE_URL: databaseUrl, REDIS_URL: testRedisUrl() })
   const { base } = server
   t.match(server.output(), /curl -i http:\/\/127\.0\.0\.1:\d+\/players\/1/, 'it prints how to try it')

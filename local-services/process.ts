@@ -45,6 +45,22 @@ export function versionedDirs (root: string, suffix: string): string[] {
   }
 }
 
+/**
+ * Runs `start` again (up to `attempts` times in all) while it fails because a
+ * port it was handed by {@link freePort} was taken before the server bound it:
+ * the port is free when asked for, but anything (a client's outgoing
+ * connection, another server starting) may take it in between.
+ */
+export async function retryIfPortTaken<T> (start: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start()
+    } catch (error) {
+      if (attempt >= attempts || !/Address already in use|EADDRINUSE/.test(String((error as Error | undefined)?.message))) throw error
+    }
+  }
+}
+
 /** Asks the kernel for a free loopback TCP port. */
 export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
-import { MissingBinaryError, findBinary, freePort, makeScratchFolder, removeScratchFolder } from './process.js'
+import { MissingBinaryError, findBinary, freePort, makeScratchFolder, removeScratchFolder, retryIfPortTaken } from './process.js'
 import { redisCommand, startRedis } from './redis.js'
 import type { RedisServer } from './redis.js'
 
@@ -147,6 +147,44 @@ async function slotOwners (masters: RedisServer[]): Promise<Int16Array> {
 }
 
 /**
+ * Starts `count` masters on free ports (and free bus ports) and joins them
+ * into one cluster; on failure, stops what it started and removes its folder.
+ */
+async function startMasters (cli: string, count: number): Promise<{ root: string, ports: number[], masters: RedisServer[], owners: Int16Array }> {
+  const root = makeScratchFolder('resilience-redis-cluster-')
+  const ports = await freePorts(2 * count)
+  const node = (i: number): { port: number, dir: string, args: string[] } => masterOptions(root, ports, count, i)
+  const masters: RedisServer[] = []
+  try {
+    const started = await Promise.allSettled(Array.from({ length: count }, async (_, i) => await startRedis(node(i))))
+    for (const result of started) if (result.status === 'fulfilled') masters.push(result.value)
+    const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+    if (failure !== undefined) throw failure.reason
+    await createCluster(cli, masters.map((master) => master.port))
+    await waitUntilHealthy(ports.slice(0, count), 'while it was created', () => exitedMaster(masters))
+    return { root, ports, masters, owners: await slotOwners(masters) }
+  } catch (error) {
+    await Promise.allSettled(masters.map(async (master) => await master.stop()))
+    removeScratchFolder(root)
+    throw error
+  }
+}
+
+/** How master `i` starts: its port and bus port (`ports` holds the masters' ports, then their bus ports), in its own folder of `root`. */
+function masterOptions (root: string, ports: number[], count: number, i: number): { port: number, dir: string, args: string[] } {
+  return {
+    port: ports[i] as number,
+    dir: join(root, `node-${i}`),
+    args: [
+      '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+      '--cluster-node-timeout', '1000', '--cluster-require-full-coverage', 'no',
+      // The bus port is by default the port + 10000, which may be taken or past 65535.
+      '--cluster-port', String(ports[count + i])
+    ]
+  }
+}
+
+/**
  * Starts a throwaway Redis Cluster: `masters` (at least 3, which
  * `redis-cli --cluster create` requires) `redis-server` processes in cluster
  * mode, with persistence off and a 1 s node timeout, each on a free loopback
@@ -167,34 +205,7 @@ export async function startRedisCluster (options: { masters?: number } = {}): Pr
     throw new MissingBinaryError('redis-cli', 'install the Redis tools (Debian: apt-get install redis-tools, which redis-server brings)')
   }
 
-  const root = makeScratchFolder('resilience-redis-cluster-')
-  const ports = await freePorts(2 * count)
-  const node = (i: number): { port: number, dir: string, args: string[] } => ({
-    port: ports[i] as number,
-    dir: join(root, `node-${i}`),
-    args: [
-      '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-      '--cluster-node-timeout', '1000', '--cluster-require-full-coverage', 'no',
-      // The bus port is by default the port + 10000, which may be taken or past 65535.
-      '--cluster-port', String(ports[count + i])
-    ]
-  })
-
-  const masters: RedisServer[] = []
-  let owners: Int16Array
-  try {
-    const started = await Promise.allSettled(Array.from({ length: count }, async (_, i) => await startRedis(node(i))))
-    for (const result of started) if (result.status === 'fulfilled') masters.push(result.value)
-    const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected')
-    if (failure !== undefined) throw failure.reason
-    await createCluster(cli, masters.map((master) => master.port))
-    await waitUntilHealthy(ports.slice(0, count), 'while it was created', () => exitedMaster(masters))
-    owners = await slotOwners(masters)
-  } catch (error) {
-    await Promise.allSettled(masters.map(async (master) => await master.stop()))
-    removeScratchFolder(root)
-    throw error
-  }
+  const { root, ports, masters, owners } = await retryIfPortTaken(async () => await startMasters(cli, count))
 
   const master = (i: number): RedisServer => {
     const server = masters[i]
@@ -233,7 +244,7 @@ export async function startRedisCluster (options: { masters?: number } = {}): Pr
       states[i] = 'restarting'
       await server.stop()
       if (stopping !== undefined) throw new Error('the Redis Cluster was stopped')
-      const start = startRedis(node(i)).then((restarted) => { masters[i] = restarted })
+      const start = startRedis(masterOptions(root, ports, count, i)).then((restarted) => { masters[i] = restarted })
       starts.add(start)
       try {
         await start

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { MissingBinaryError, ServerProcess, findBinary, freePort } from './process.js'
+import { MissingBinaryError, ServerProcess, findBinary, freePort, retryIfPortTaken } from './process.js'
 
 /** A throwaway Redis server on a loopback port, in its own temporary folder. */
 export interface RedisServer {
@@ -118,6 +118,11 @@ export interface StartRedisOptions {
  * port, or on `port` (to restart a stopped server where its clients expect it).
  */
 export async function startRedis (options: StartRedisOptions = {}): Promise<RedisServer> {
+  // A port of our own choosing may be taken before Redis binds it: choose again.
+  return options.port === undefined ? await retryIfPortTaken(async () => await startRedisOnce(options)) : await startRedisOnce(options)
+}
+
+async function startRedisOnce (options: StartRedisOptions): Promise<RedisServer> {
   const binary = findBinary('redis-server')
   if (binary === undefined) {
     throw new MissingBinaryError('redis-server', 'install Redis (Debian: apt-get install redis-server)')

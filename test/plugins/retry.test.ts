@@ -422,3 +422,19 @@ test('per-call options are resolved once per shape, and every difference between
   for (let i = 0; i < 300; i++) t.equal(await app.retry(failing(0), { operation: `op_${i}` }), 'after 1 calls')
   t.equal(await app.retry(failing(1), { maxRetries: 1, operation: 'op_0' }), 'after 2 calls', 'still right once the cache has started afresh')
 })
+
+test('two calls whose options hold the same values under different names never share settings', async (t) => {
+  const app = await build(t, { maxRetries: 3, jitter: 'none', initialDelayMs: 0, budget: false })
+  const failing = (failures: number): (() => Promise<string>) => {
+    let calls = 0
+    return async () => {
+      if (++calls <= failures) throw Object.assign(new Error('reset'), { code: 'ECONNRESET' })
+      return `after ${calls} calls`
+    }
+  }
+  for (let round = 0; round < 2; round++) {
+    await t.rejects(app.retry(failing(2), { maxRetries: 1 }), { code: 'FST_RESILIENCE_RETRY_EXHAUSTED' }, `round ${round}: { maxRetries: 1 } retries once`)
+    t.equal(await app.retry(failing(2), { multiplier: 1 }), 'after 3 calls', `round ${round}: { multiplier: 1 } keeps the plugin's 3 retries`)
+    t.equal(await app.retry(failing(2), { maxDelayMs: 1 }), 'after 3 calls', `round ${round}: and so does { maxDelayMs: 1 }`)
+  }
+})
